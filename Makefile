@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test lint format bench clean-demo
+
+setup: $(STAMP)
+
+# torch/torchvision come from the package registry, not from a local CPU-only "+cpu" wheel:
+# timm imports torchvision, which only loads beside the registry's own torch build.
+# constraints.txt pins them with PEP 440 arbitrary equality (===), which excludes "+cpu".
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -c "import timm, torch, torchvision; print('torch', torch.__version__, 'timm', timm.__version__)"
+	touch $(STAMP)
+
+demo: setup
+	dvc repro
+	@echo "Done: dataset in data/raw, split in data/split, MLflow runs in mlflow.db"
+	@echo "Browse runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+
+test: setup lint
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_fusion.py

@@ -1,0 +1,106 @@
+"""The ``spino`` command: argument parsing only.
+
+Stage commands run the stage's Prefect flow; ``evaluate-panoptic`` runs the metric code
+directly so that its start-up stays light (no torch, Prefect or MLflow import).
+A :class:`SpinoError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from spino_core.errors import SpinoError
+
+# Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
+# flows.stages.STAGES is the source of truth and a test checks they agree.
+STAGE_NAMES = ("synth", "split")
+
+
+def _prefect_env() -> None:
+    """Quiet, offline-friendly Prefect defaults; a user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spino", description="SPINO few-shot panoptic pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_stage(name: str, help_text: str) -> None:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        p.add_argument(
+            "-S",
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a param, e.g. -S split.k=5 (repeatable)",
+        )
+
+    for name in STAGE_NAMES:
+        add_stage(name, f"run the {name} stage")
+    add_stage("pipeline", "run every stage in order (one parent flow)")
+
+    ev = sub.add_parser("evaluate-panoptic", help="PQ/SQ/RQ of any COCO-panoptic pair")
+    ev.add_argument("--gt-json", required=True)
+    ev.add_argument("--gt-dir", required=True)
+    ev.add_argument("--pred-json", required=True)
+    ev.add_argument("--pred-dir", required=True)
+    ev.add_argument("--out", help="write the metrics JSON here")
+    ev.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    return parser
+
+
+def _evaluate_panoptic(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from spino_core.atomic import write_json_atomic
+    from spino_core.metrics.evaluate_files import evaluate_panoptic_files, format_table
+
+    metrics = evaluate_panoptic_files(
+        Path(args.gt_json),
+        Path(args.gt_dir),
+        Path(args.pred_json),
+        Path(args.pred_dir),
+        workers=args.workers,
+    )
+    print(format_table(metrics))
+    if args.out:
+        write_json_atomic(args.out, metrics)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "evaluate-panoptic":
+            _evaluate_panoptic(args)
+            return 0
+        _prefect_env()
+        from spino_core.config import load_config
+
+        load_config(args.params, args.overrides)  # bad params fail here, before Prefect starts
+        if args.command == "pipeline":
+            from flows.pipeline import pipeline_flow
+
+            pipeline_flow(params=args.params, overrides=args.overrides)
+        else:
+            from flows.stages import STAGES
+
+            STAGES[args.command](params=args.params, overrides=args.overrides)
+    except SpinoError as exc:
+        print(f"spino: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spino: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

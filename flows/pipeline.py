@@ -1,0 +1,36 @@
+"""The parent flow: every stage in order, as subflows, under one MLflow parent run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.stages import STAGES
+from flows.tracking import check_tracking
+from spino_core.config import load_config
+
+
+@flow(name="spino-pipeline")
+def pipeline_flow(
+    params: str = "params.yaml",
+    overrides: list[str] | None = None,
+    stages: list[str] | None = None,
+) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])  # fail on bad params before any stage runs
+    names = stages or list(STAGES)
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+    results: dict[str, Any] = {}
+    if not cfg.mlflow.enabled:
+        for name in names:
+            results[name] = STAGES[name](params=params, overrides=overrides)
+        return results
+    check_tracking(cfg.mlflow)
+    mlflow.set_experiment(cfg.mlflow.experiment)
+    with mlflow.start_run(run_name="pipeline"):
+        for name in names:
+            results[name] = STAGES[name](params=params, overrides=overrides)
+    return results

@@ -1,0 +1,30 @@
+"""Stage flow: the k-shot split (``spino split``, DVC stage ``split``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.tracking import stage_run
+from spino_core.config import load_config
+from tasks.split import make_split
+
+
+@flow(name="split")
+def split_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])
+    with stage_run(cfg, "split", sections=["split", "data", "paths"]) as run:
+        summary = make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
+        if run is not None:
+            mlflow.log_metrics(
+                {
+                    "n_labelled": len(summary["labelled"]),
+                    "n_unlabelled": summary["n_unlabelled"],
+                    "n_val": summary["n_val"],
+                    "labelled_classes": len(summary["labelled_class_coverage"]),
+                }
+            )
+            mlflow.log_dict(summary, "split/summary.json")
+    return summary

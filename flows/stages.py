@@ -1,0 +1,18 @@
+"""The pipeline's stages, in order. Adding a stage = one flow module + one line here +
+one stage in dvc.yaml; the CLI and the parent pipeline flow pick it up from this table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flows.split import split_flow
+from flows.synth import synth_flow
+
+StageFlow = Callable[..., Any]
+
+#: CLI name -> stage flow, in pipeline order.
+STAGES: dict[str, StageFlow] = {
+    "synth": synth_flow,
+    "split": split_flow,
+}

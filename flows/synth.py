@@ -1,0 +1,25 @@
+"""Stage flow: the synthetic dataset (``spino synth``, DVC stage ``synth``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.tracking import stage_run
+from spino_core.config import load_config
+from tasks.synth import generate_synthetic_dataset
+
+
+@flow(name="synth")
+def synth_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])
+    with stage_run(cfg, "synth", sections=["synth", "paths"]) as run:
+        summary = generate_synthetic_dataset(cfg.synth, cfg.paths.raw)
+        if run is not None:
+            mlflow.log_metrics(
+                {f"images_{k}": v for k, v in summary.get("images", {}).items()}
+                | {"touching_pairs": summary.get("touching_pairs", 0)}
+            )
+    return summary

@@ -1,0 +1,322 @@
+"""Typed configuration: the one place that reads ``params.yaml``.
+
+``params.yaml`` is grouped by stage (as DVC expects, so each stage lists only the keys it
+reads). It is parsed once into frozen dataclasses; unknown keys, wrong types and impossible
+values fail here, at load, with the dotted key named, instead of an hour into a run.
+``-S key=value`` overrides use the same dotted keys and YAML syntax for the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from spino_core.errors import ConfigError
+
+DINOV2_MODELS: tuple[str, ...] = tuple(
+    f"vit_{size}_patch14{reg}_dinov2.lvd142m"
+    for size in ("small", "base", "large", "giant")
+    for reg in ("", "_reg4")
+)
+
+
+def _fail(key: str, msg: str) -> typing.NoReturn:
+    raise ConfigError(f"params: {key}: {msg}")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Every stage's inputs and outputs, defined once (dvc.yaml reads them as ``${paths.*}``)."""
+
+    raw: str = "data/raw"
+    split: str = "data/split"
+    heads: str = "models/heads"
+    pseudo: str = "data/pseudo"
+    pseudo_report: str = "reports/pseudo"
+    student: str = "models/student"
+    student_report: str = "reports/student"
+    metrics: str = "metrics"
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    # A relative sqlite path is resolved against the directory of params.yaml.
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "spino"
+    # Where run artifacts (pictures, configs, models) go; relative = beside params.yaml.
+    artifact_location: str = "mlartifacts"
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if "://" not in self.tracking_uri and not self.tracking_uri.startswith("file:"):
+            _fail(
+                "mlflow.tracking_uri",
+                f"{self.tracking_uri!r} is not a URI (e.g. sqlite:///mlflow.db)",
+            )
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    n_train: int = 40
+    n_val: int = 10
+    height: int = 256
+    width: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_train < 1:
+            _fail("synth.n_train", f"must be >= 1, got {self.n_train}")
+        if self.n_val < 0:
+            _fail("synth.n_val", f"must be >= 0, got {self.n_val}")
+        if self.height < 64 or self.width < 64:
+            _fail("synth.height/width", f"must be >= 64, got {self.height}x{self.width}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    layout: Literal["cityscapes", "kitti360"] = "cityscapes"
+    train_split: str = "train"
+    val_split: str = "val"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    k: int = 10
+    # random: k stems drawn from a seeded RNG; stems: the explicit list (published splits);
+    # coverage: greedy choice covering as many classes as possible.
+    strategy: Literal["random", "stems", "coverage"] = "random"
+    stems: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            _fail("split.k", f"must be >= 1, got {self.k}")
+        if self.strategy == "stems" and not self.stems:
+            _fail("split.stems", "strategy 'stems' needs a non-empty list of image stems")
+        if self.strategy == "stems" and len(self.stems) != self.k:
+            _fail("split.stems", f"holds {len(self.stems)} stems but split.k is {self.k}")
+        if len(set(self.stems)) != len(self.stems):
+            _fail("split.stems", "contains duplicates")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "vit_base_patch14_dinov2.lvd142m"
+    # "hub" (timm download), "random" (tests, synthetic demo) or a local checkpoint path.
+    weights: str = "hub"
+    # Transformer blocks whose patch tokens are returned (negative = from the end).
+    blocks: list[int] = field(default_factory=lambda: [-1])
+
+    def __post_init__(self) -> None:
+        if self.name not in DINOV2_MODELS:
+            _fail(
+                "backbone.name", f"unknown model {self.name!r}; valid: {', '.join(DINOV2_MODELS)}"
+            )
+        if not self.weights:
+            _fail("backbone.weights", "empty; use 'hub', 'random' or a checkpoint path")
+        if not self.blocks:
+            _fail("backbone.blocks", "must name at least one block")
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """Label generator (semantic + boundary heads) training."""
+
+    input_height: int = 448  # network input; rounded to a multiple of 14 by the backbone
+    input_width: int = 896
+    semantic_hidden: list[int] = field(default_factory=lambda: [300, 300, 200])
+    boundary_hidden: list[int] = field(default_factory=lambda: [600, 600, 400])
+    bootstrap_ratio: float = 0.2  # hardest fraction of pixels kept by the bootstrapped CE
+    boundary_scale: float = 0.25  # boundary target resolution relative to the input
+    lr: float = 1e-3
+    steps: int = 500
+    batch_size: int = 4
+    n_views: int = 8  # augmented views per labelled image in the feature cache
+    cache: Literal["memory", "disk", "off"] = "memory"
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.bootstrap_ratio <= 1.0:
+            _fail("heads.bootstrap_ratio", f"must be in (0, 1], got {self.bootstrap_ratio}")
+        if not 0.0 < self.boundary_scale <= 1.0:
+            _fail("heads.boundary_scale", f"must be in (0, 1], got {self.boundary_scale}")
+        for key in ("input_height", "input_width", "steps", "batch_size", "n_views"):
+            if getattr(self, key) < 1:
+                _fail(f"heads.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            _fail("heads.lr", f"must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class OrchestrationConfig:
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None  # existing cluster, e.g. tcp://host:8786
+    n_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n_workers < 1:
+            _fail("orchestration.n_workers", f"must be >= 1, got {self.n_workers}")
+
+
+@dataclass(frozen=True)
+class SpinoConfig:
+    seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON-serialisable) of the resolved config, saved beside outputs."""
+        return dataclasses.asdict(self)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dataclasses.asdict(getattr(self, name))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            _fail(key, f"expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in args:
+            _fail(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(key, value, non_none[0])
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            _fail(key, f"expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(key, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} of {key} is not supported")  # programming error
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        _fail(
+            f"{where}{unknown[0]}",
+            f"unknown key; valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}",
+        )
+    kwargs = {
+        name: _coerce(f"{prefix}.{name}" if prefix else name, raw[name], hints[name])
+        for name in names
+        if name in raw
+    }
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            _fail(dotted, f"{part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``["split.k=5", "backbone.blocks=[-4,-1]"]`` -> dotted keys and YAML-parsed values."""
+    parsed = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. -S split.k=5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
+) -> SpinoConfig:
+    raw = dict(raw or {})
+    for key, value in parse_overrides(overrides):
+        _set_dotted(raw, key, value)
+    return _build(SpinoConfig, raw)
+
+
+def load_config(
+    path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()
+) -> SpinoConfig:
+    """Read ``params.yaml`` (+ ``-S`` overrides) into a validated :class:`SpinoConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found; pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    cfg = config_from_dict(raw, overrides)
+    return _resolve_locations(cfg, path.resolve().parent)
+
+
+def _resolve_locations(cfg: SpinoConfig, base: Path) -> SpinoConfig:
+    """Make relative paths absolute against the params file's directory.
+
+    Every process (a DVC stage, a Dask worker, the scheduled deployment) then reads and
+    writes the same files and the same MLflow database, whatever its working directory.
+    """
+    paths = dataclasses.replace(
+        cfg.paths,
+        **{
+            f.name: str(base / getattr(cfg.paths, f.name))
+            for f in dataclasses.fields(cfg.paths)
+            if not Path(getattr(cfg.paths, f.name)).is_absolute()
+        },
+    )
+    uri = cfg.mlflow.tracking_uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + str(base / uri[len(prefix) :])
+    artifacts = cfg.mlflow.artifact_location
+    if "://" not in artifacts and not Path(artifacts).is_absolute():
+        artifacts = str(base / artifacts)
+    mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=uri, artifact_location=artifacts)
+    return dataclasses.replace(cfg, paths=paths, mlflow=mlflow)
