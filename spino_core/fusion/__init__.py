@@ -1,0 +1,5 @@
+"""Fusion of the semantic and boundary heads' outputs into panoptic pseudo-labels."""
+
+from spino_core.fusion.panoptic_fusion import INSTANCE_OFFSET, fuse_panoptic
+
+__all__ = ["INSTANCE_OFFSET", "fuse_panoptic"]
