@@ -155,6 +155,44 @@ class HeadsConfig:
 
 
 @dataclass(frozen=True)
+class PseudoLabelConfig:
+    """Pseudo-label generation: multi-scale tiled inference + boundary-aware fusion."""
+
+    # Scale s = the image cut into s x s tiles, each predicted at the full input size.
+    semantic_scales: list[int] = field(default_factory=lambda: [1, 2, 3])
+    boundary_scales: list[int] = field(default_factory=lambda: [3, 4, 5])
+    boundary_threshold: float = 0.5
+    min_blob_px: int = 200  # thing blobs smaller than this become void
+    min_instance_px: int = 50  # fragments smaller than this join their nearest instance
+    tile_batch_size: int = 8
+    n_shards: int = 4
+    max_failed_fraction: float = 0.05  # the stage fails if more images than this fail
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("semantic_scales", "boundary_scales"):
+            scales = getattr(self, key)
+            if not scales or any(s < 1 for s in scales):
+                _fail(f"pseudo_label.{key}", f"must be a non-empty list of ints >= 1, got {scales}")
+        if not 0.0 < self.boundary_threshold < 1.0:
+            _fail(
+                "pseudo_label.boundary_threshold",
+                f"must be in (0, 1), got {self.boundary_threshold}",
+            )
+        for key in ("min_blob_px", "min_instance_px"):
+            if getattr(self, key) < 0:
+                _fail(f"pseudo_label.{key}", f"must be >= 0, got {getattr(self, key)}")
+        for key in ("tile_batch_size", "n_shards"):
+            if getattr(self, key) < 1:
+                _fail(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.max_failed_fraction <= 1.0:
+            _fail(
+                "pseudo_label.max_failed_fraction",
+                f"must be in [0, 1], got {self.max_failed_fraction}",
+            )
+
+
+@dataclass(frozen=True)
 class OrchestrationConfig:
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None  # existing cluster, e.g. tcp://host:8786
@@ -175,6 +213,7 @@ class SpinoConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
     def to_dict(self) -> dict[str, Any]:
