@@ -1,0 +1,247 @@
+"""Benchmark ``evaluate_panoptic_files`` against the PNG-decode floor and cityscapesscripts.
+
+Generates N Cityscapes-like image pairs (~20 stuff regions, ~30 thing instances, two crowd
+regions, void; prediction = perturbed ground truth), writes them as COCO-panoptic, then
+times three fresh subprocesses over the same files and worker count:
+
+  (a) decode only: cv2.imread of every PNG in a process pool (the floor),
+  (b) ours: ``python -m spino_core.metrics.evaluate_files``,
+  (c) cityscapesscripts ``evaluatePanoptic`` (its own pool over all cores).
+
+It asserts (b) and (c) give the same numbers (1e-9) and prints times and ratios.
+
+    .venv/bin/python benchmarks/bench_evaluate_panoptic.py --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from spino_core.data.classes import coco_categories
+from spino_core.data.coco_panoptic import (
+    segments_info_from_ids,
+    write_panoptic_json,
+    write_panoptic_png,
+)
+
+STUFF = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23)
+THINGS = (24, 25, 26, 27, 28, 31, 32, 33)
+
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> dict:
+    """Scene description: stuff polygons, void boxes, thing ellipses/boxes, crowd regions."""
+    stuff = []
+    for _ in range(20):
+        cx, cy = rng.integers(0, w), rng.integers(0, h)
+        pts = np.stack([cx + rng.integers(-300, 300, 6), cy + rng.integers(-150, 150, 6)], 1)
+        stuff.append((int(rng.choice(STUFF)), pts))
+    things = []
+    for _ in range(32):
+        cat, x, y = int(rng.choice(THINGS)), int(rng.integers(0, w)), int(rng.integers(h // 3, h))
+        size = int(rng.integers(10, 150))
+        things.append((cat, x, y, size, int(size * rng.uniform(0.5, 2.0))))
+    voids = [(0, h - 80, w, 80)] + [tuple(rng.integers(0, [w, h, 200, 100])) for _ in range(3)]
+    return {"stuff": stuff, "things": things[2:], "crowd": things[:2], "voids": voids}
+
+
+def _render(scene: dict, h: int, w: int) -> np.ndarray:
+    """(H, W) int32 ids: stuff = labelId, crowd = labelId, thing = labelId * 1000 + k."""
+    ids = np.full((h, w), 7, np.int32)
+    ids[: h // 3] = 23
+    for cat, pts in scene["stuff"]:
+        cv2.fillPoly(ids, [pts.astype(np.int32)], cat)
+    for cat, x, y, ax, ay in scene["crowd"]:
+        cv2.rectangle(ids, (x - ax, y - ay), (x + ax, y + ay), cat, -1)
+    for k, (cat, x, y, ax, ay) in enumerate(scene["things"], start=1):
+        cv2.ellipse(ids, (x, y), (ax, ay), 0, 0, 360, cat * 1000 + k, -1)
+    for x, y, bw, bh in scene["voids"]:
+        ids[y : y + bh, x : x + bw] = 0
+    return ids
+
+
+def _perturb(scene: dict, rng: np.random.Generator, h: int, w: int) -> dict:
+    """Prediction scene: jittered shapes, 10% dropped, 10% relabelled, a few false ones."""
+    stuff = [(c, p + rng.integers(-12, 13, p.shape)) for c, p in scene["stuff"]]
+    things = []
+    for cat, x, y, ax, ay in scene["things"] + scene["crowd"]:
+        if rng.random() < 0.1:
+            continue
+        cat = int(rng.choice(THINGS)) if rng.random() < 0.1 else cat
+        dx, dy, da, db = rng.integers(-6, 7, 4)
+        things.append((cat, x + int(dx), y + int(dy), max(3, ax + int(da)), max(3, ay + int(db))))
+    for _ in range(3):
+        things.append((int(rng.choice(THINGS)), int(rng.integers(0, w)), h - 60, 30, 30))
+    return {"stuff": stuff, "things": things, "crowd": [], "voids": scene["voids"][1:]}
+
+
+def _make_pair(args: tuple[Path, int, int, int, int]) -> tuple[dict, dict]:
+    root, i, h, w, seed = args
+    rng = np.random.default_rng([seed, i])
+    scene = _scene(rng, h, w)
+    out = []
+    for side, sc in (("gt", scene), ("pred", _perturb(scene, rng, h, w))):
+        ids = _render(sc, h, w)
+        present = [int(v) for v in np.flatnonzero(np.bincount(ids.ravel())) if v]
+        crowd = {c for c, *_ in sc["crowd"]}
+        segs = segments_info_from_ids(
+            ids, {v: v // 1000 if v >= 1000 else v for v in present}, {v: 1 for v in crowd}
+        )
+        name = f"img{i:05d}.png"
+        write_panoptic_png(root / side / name, ids)
+        out.append({"image_id": f"img{i:05d}", "file_name": name, "segments_info": segs})
+    return out[0], out[1]
+
+
+def generate(root: Path, n: int, h: int, w: int, seed: int, workers: int) -> None:
+    with multiprocessing.Pool(workers) as pool:
+        pairs = pool.map(_make_pair, [(root, i, h, w, seed) for i in range(n)])
+    images = [
+        {"id": g["image_id"], "file_name": g["file_name"], "height": h, "width": w}
+        for g, _ in pairs
+    ]
+    write_panoptic_json(root / "gt.json", images, [g for g, _ in pairs], coco_categories())
+    write_panoptic_json(root / "pred.json", images, [p for _, p in pairs], coco_categories())
+
+
+_DECODE = """
+import multiprocessing, sys, cv2
+from pathlib import Path
+def dec(p):
+    cv2.setNumThreads(1)
+    img = cv2.imread(p, cv2.IMREAD_UNCHANGED)
+    assert img is not None, p
+    return img.shape[0]
+if __name__ == "__main__":
+    files = sorted(str(p) for d in sys.argv[2:] for p in Path(d).glob("*.png"))
+    n = int(sys.argv[1])
+    with multiprocessing.Pool(n) as pool:
+        assert len(pool.map(dec, files, chunksize=max(1, len(files) // (n * 8)))) == len(files)
+"""
+
+_REFERENCE = """
+import contextlib, io, sys
+from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+with contextlib.redirect_stdout(io.StringIO()):
+    evaluatePanoptic(*sys.argv[1:6])
+"""
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"failed ({done.returncode}): {cmd}\n{done.stderr}")
+    return time.perf_counter() - start
+
+
+def _compare(ours: dict, ref: dict) -> None:
+    for group in ("All", "Things", "Stuff"):
+        assert ours[group]["n"] == ref[group]["n"], group
+        for k in ("pq", "sq", "rq"):
+            assert abs(ours[group][k] - ref[group][k]) < 1e-9, (group, k)
+    for cid, v in ref["per_class"].items():
+        for k in ("pq", "sq", "rq"):
+            assert abs(ours["per_class"][cid][k] - v[k]) < 1e-9, (cid, k)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="image pairs")
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--width", type=int, default=2048)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the best time is reported")
+    ap.add_argument("--dir", type=Path, help="keep the generated files here (default: temp)")
+    args = ap.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench_pq_"))
+    try:
+        t0 = time.perf_counter()
+        if not (root / "pred.json").exists():
+            generate(root, args.n, args.height, args.width, args.seed, args.workers)
+        print(
+            f"data: {args.n} pairs {args.height}x{args.width} in {root} "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+        gt, pred = (root / "gt.json", root / "gt"), (root / "pred.json", root / "pred")
+        py = sys.executable
+        cmds = {
+            "decode": [py, "-c", _DECODE, str(args.workers), str(gt[1]), str(pred[1])],
+            "ours": [
+                py,
+                "-m",
+                "spino_core.metrics.evaluate_files",
+                "--gt-json",
+                str(gt[0]),
+                "--gt-dir",
+                str(gt[1]),
+                "--pred-json",
+                str(pred[0]),
+                "--pred-dir",
+                str(pred[1]),
+                "--out",
+                str(root / "ours.json"),
+                "--workers",
+                str(args.workers),
+                "--no-progress",
+                "--quiet",
+            ],
+            "reference": [
+                py,
+                "-c",
+                _REFERENCE,
+                str(gt[0]),
+                str(gt[1]),
+                str(pred[0]),
+                str(pred[1]),
+                str(root / "ref.json"),
+            ],
+        }
+        # Interleaved rounds, best of each: the machine is shared, so the minimum is the
+        # least disturbed measurement of each command.
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for _ in range(args.repeat):
+            for name, cmd in cmds.items():
+                times[name].append(_timed(cmd))
+        ours = json.loads((root / "ours.json").read_text())
+        ref = json.loads((root / "ref.json").read_text())
+        _compare(ours, ref)
+        print(
+            f"identical to cityscapesscripts: PQ {ours['All']['pq']:.6f} "
+            f"SQ {ours['All']['sq']:.6f} RQ {ours['All']['rq']:.6f} (n {ours['All']['n']})"
+        )
+        best = {k: min(v) for k, v in times.items()}
+        print(
+            f"workers {args.workers}; wall time of fresh processes over {2 * args.n} PNGs "
+            f"(best of {args.repeat}; all: "
+            + ", ".join(f"{k} {[round(t, 2) for t in v]}" for k, v in times.items())
+            + ")"
+        )
+        print(f"  (a) decode only       {best['decode']:7.2f} s")
+        print(
+            f"  (b) ours              {best['ours']:7.2f} s   ours / decode = "
+            f"{best['ours'] / best['decode']:.2f}"
+        )
+        print(
+            f"  (c) cityscapesscripts {best['reference']:7.2f} s   cityscapesscripts / ours = "
+            f"{best['reference'] / best['ours']:.2f}"
+        )
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
