@@ -1,0 +1,111 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import STAGE_NAMES, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cli_stage_names_match_the_stage_table() -> None:
+    from flows.stages import STAGES
+
+    assert list(STAGE_NAMES) == list(STAGES)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["split", "-S", "split.k=0"], "split.k: must be >= 1"),
+        (["synth", "-S", "synth.colour=red"], "synth.colour: unknown key"),
+        (["split", "-S", "split.k"], "expected key=value"),
+    ],
+)
+def test_bad_params_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([*args, "--params", str(REPO / "params.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert err.count("\n") == 1 and err.startswith("spino: error: ")
+
+
+def test_missing_params_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["split", "--params", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: params file not found" in capsys.readouterr().err
+
+
+def test_console_script_help_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in (*STAGE_NAMES, "pipeline", "evaluate-panoptic"):
+        assert name in out
+
+
+def test_evaluate_panoptic_cli_is_light_and_writes_json(tmp_path: Path) -> None:
+    import numpy as np
+
+    from spino_core.data.coco_panoptic import (
+        segments_info_from_ids,
+        write_panoptic_json,
+        write_panoptic_png,
+    )
+
+    # 4x4: a road segment (labelId 7) and a car (labelId 26); the prediction shrinks the car
+    # by 2 pixels -> car IoU 4/6 (matched), road IoU 10/12: PQ = (4/6 + 10/12) / 2.
+    gt = np.array([[1, 1, 1, 1], [1, 2, 2, 1], [1, 2, 2, 1], [1, 2, 2, 1]], dtype=np.int32)
+    pred = gt.copy()
+    pred[3, 1:3] = 1
+    cats = {1: 7, 2: 26}
+    for name, ids in (("gt", gt), ("pred", pred)):
+        write_panoptic_png(tmp_path / name / "a.png", ids)
+        ann = {
+            "image_id": "a",
+            "file_name": "a.png",
+            "segments_info": segments_info_from_ids(ids, cats),
+        }
+        write_panoptic_json(tmp_path / f"{name}.json", [{"id": "a", "file_name": "a.png"}], [ann])
+    out = tmp_path / "m.json"
+    code = (
+        "import sys; from flows.cli import main; "
+        f"rc = main(['evaluate-panoptic', '--gt-json', r'{tmp_path / 'gt.json'}', "
+        f"'--gt-dir', r'{tmp_path / 'gt'}', '--pred-json', r'{tmp_path / 'pred.json'}', "
+        f"'--pred-dir', r'{tmp_path / 'pred'}', '--out', r'{out}', '--workers', '1']); "
+        "heavy = [m for m in ('torch', 'prefect', 'mlflow', 'timm') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout
+    import json
+
+    metrics = json.loads(out.read_text())
+    car_iou, road_iou = 4 / 6, 10 / 12
+    assert metrics["Things"]["pq"] == pytest.approx(car_iou)
+    assert metrics["Stuff"]["pq"] == pytest.approx(road_iou)
+    assert metrics["All"]["pq"] == pytest.approx((car_iou + road_iou) / 2)
+
+
+def test_evaluate_panoptic_cli_bad_input_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "evaluate-panoptic",
+            "--gt-json",
+            str(tmp_path / "missing.json"),
+            "--gt-dir",
+            str(tmp_path),
+            "--pred-json",
+            str(tmp_path / "missing.json"),
+            "--pred-dir",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.json" in err and err.count("\n") == 1

@@ -1,0 +1,66 @@
+"""The stage flows for real: Prefect (temporary server), MLflow (SQLite), files on disk."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spino_core.data.split import read_stem_list
+from spino_core.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+
+def _params(tmp_path: Path, **extra: dict) -> Path:
+    params = {
+        "synth": {"n_train": 6, "n_val": 2, "height": 96, "width": 192, "seed": 3},
+        "split": {"k": 3, "strategy": "coverage", "seed": 0},
+        "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
+        **extra,
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    import mlflow
+
+    from flows.pipeline import pipeline_flow
+
+    params = _params(tmp_path)
+    result = pipeline_flow(params=str(params))
+
+    raw = tmp_path / "data" / "raw"
+    assert len(list((raw / "leftImg8bit" / "train").rglob("*_leftImg8bit.png"))) == 6
+    labelled = read_stem_list(tmp_path / "data" / "split" / "labelled.txt")
+    unlabelled = read_stem_list(tmp_path / "data" / "split" / "unlabelled.txt")
+    assert len(labelled) == 3 and len(unlabelled) == 3 and not set(labelled) & set(unlabelled)
+    assert len(read_stem_list(tmp_path / "data" / "split" / "val.txt")) == 2
+    assert result["split"]["labelled"] == labelled
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("spino")
+    runs = client.search_runs([exp.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"pipeline", "synth", "split"}
+    parent = by_name["pipeline"].info.run_id
+    for stage in ("synth", "split"):
+        run = by_name[stage]
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert run.info.status == "FINISHED"
+    assert by_name["split"].data.params["split.k"] == "3"
+    assert by_name["split"].data.metrics["n_labelled"] == 3
+
+
+def test_split_flow_bad_k_fails_with_the_key_named(tmp_path: Path, prefect_harness: None) -> None:
+    from flows.split import split_flow
+    from flows.synth import synth_flow
+
+    params = _params(tmp_path, mlflow={"enabled": False})
+    synth_flow(params=str(params))
+    with pytest.raises(ConfigError, match=r"split\.k: 7 is larger than the 6 training images"):
+        split_flow(params=str(params), overrides=["split.k=7"])
+    assert not (tmp_path / "data" / "split" / "labelled.txt").exists()
