@@ -140,8 +140,11 @@ def _evaluate(
     if workers == 1:
         _WORKER.update(categories=gt.categories, with_miou=with_miou)
         _merge_all(map(_eval_chunk, chunks), chunks, pq, cm, progress)
-    else:  # the pool forks before the progress bar starts its thread
-        with multiprocessing.Pool(workers, _init_worker, init_args) as pool:
+    else:
+        # "spawn", not fork: a forked child of a process whose OpenCV thread pool or other
+        # threads (a Prefect server, a progress bar) are running can crash or hang.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers, _init_worker, init_args) as pool:
             _merge_all(pool.imap(_eval_chunk, chunks), chunks, pq, cm, progress)
     metrics = pq.compute()
     metrics["images"] = pq.images
