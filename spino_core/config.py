@@ -193,6 +193,60 @@ class PseudoLabelConfig:
 
 
 @dataclass(frozen=True)
+class StudentConfig:
+    """Panoptic-DeepLab-style student on the frozen backbone: training and inference."""
+
+    input_height: int = 448
+    input_width: int = 896
+    adapter_channels: int = 256  # adapter output = feature pyramid width
+    decoder_channels: int = 128
+    center_sigma: float = 8.0  # Gaussian heatmap sigma in full-resolution pixels
+    semantic_weight: float = 1.0
+    center_weight: float = 20.0
+    offset_weight: float = 0.1
+    bootstrap_ratio: float = 0.2
+    small_instance_px: int = 4096  # instances smaller than this get small_instance_weight
+    small_instance_weight: float = 3.0
+    mixed_batches: bool = True  # one ground-truth sample from the k labelled images per batch
+    batch_size: int = 4
+    steps: int = 2000
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    checkpoint_every: int = 200
+    device: str = "auto"
+    seed: int = 0
+    # inference (center grouping)
+    center_threshold: float = 0.1
+    nms_kernel: int = 7
+    top_k: int = 200
+    stuff_area: int = 2048  # stuff segments smaller than this become void
+
+    def __post_init__(self) -> None:
+        for key in (
+            "input_height",
+            "input_width",
+            "adapter_channels",
+            "decoder_channels",
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "top_k",
+        ):
+            if getattr(self, key) < 1:
+                _fail(f"student.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if self.mixed_batches and self.batch_size < 2:
+            _fail("student.batch_size", "must be >= 2 with mixed_batches (1 GT + pseudo-labels)")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            _fail("student.nms_kernel", f"must be an odd integer >= 1, got {self.nms_kernel}")
+        if not 0.0 < self.bootstrap_ratio <= 1.0:
+            _fail("student.bootstrap_ratio", f"must be in (0, 1], got {self.bootstrap_ratio}")
+        for key in ("center_sigma", "lr"):
+            if getattr(self, key) <= 0:
+                _fail(f"student.{key}", f"must be > 0, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class OrchestrationConfig:
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None  # existing cluster, e.g. tcp://host:8786
@@ -214,6 +268,7 @@ class SpinoConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
     def to_dict(self) -> dict[str, Any]:
