@@ -1,0 +1,286 @@
+"""Quality report of a COCO-panoptic prediction set: ``spino report`` and ``spino evaluate``.
+
+One call turns (ground truth, prediction, images, optional manifest) into a folder a
+person can open and DVC / MLflow can track::
+
+    out_dir/
+      metrics.json            DESIGN §3 metrics + miou + image counts (dvc metrics)
+      per_class.csv           one row per class (dvc plots: bar template)
+      per_class_pq.png, segments_per_image.png, confidence.png
+      plots/per_image.csv     stem, pq, n_segments, mean_confidence, ... (dvc plots)
+      overlays/{best,median,worst,pNN}.png   image | prediction | ground truth
+      index.html              everything above on one self-contained page
+
+The pixels are read once (per-image PQ comes from the same joint histograms as the set
+metrics, see :mod:`spino_core.report.per_image`); only the few overlay images are decoded
+again. Every file is written to a temporary name and renamed, index.html last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.data import classes
+from spino_core.data.coco_panoptic import load_annotation
+from spino_core.errors import DataError
+from spino_core.report.html import render_report_html
+from spino_core.report.overlays import overlay_picks, read_rgb, render_overlay, write_png_rgb
+from spino_core.report.per_image import Evaluation, ImageResult, evaluate_per_image, rank_images
+
+#: image_id -> (H, W, 3) uint8 RGB, or image_id (or its str) -> image file path.
+ImageLoader = Callable[[Any], np.ndarray] | Mapping[Any, str | os.PathLike[str]]
+#: A pyarrow Table, a Parquet path, or rows as dicts (columns of DESIGN §3's manifest).
+Manifest = Any
+
+PER_CLASS_COLUMNS = ("category_id", "trainId", "name", "isthing", "pq", "sq", "rq")
+PER_CLASS_COLUMNS += ("tp", "fp", "fn", "iou")
+PER_IMAGE_COLUMNS = ("stem", "pq", "n_segments", "mean_confidence", "sq", "rq", "n_gt_segments")
+_OVERLAY_NAME = re.compile(r"^(best|median|worst|p\d\d)\.png$")
+
+
+def manifest_rows(manifest: Manifest | None) -> list[dict]:
+    """Normalise a manifest to a list of row dicts; each row must have a ``stem``.
+
+    Accepts a pyarrow Table (``to_pylist``), a path to a Parquet file, or an iterable of
+    mappings, so callers need neither pandas nor to know which one they hold.
+    """
+    if manifest is None:
+        return []
+    if isinstance(manifest, (str, os.PathLike)):
+        import pyarrow.parquet as pq
+
+        try:
+            manifest = pq.read_table(manifest)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{manifest}: cannot read the manifest Parquet ({e})") from None
+    rows = manifest.to_pylist() if hasattr(manifest, "to_pylist") else [dict(r) for r in manifest]
+    bad = [i for i, r in enumerate(rows) if r.get("stem") is None]
+    if bad:
+        raise DataError(f"manifest: rows {bad[:5]} have no 'stem'; it must name every image")
+    return rows
+
+
+def _loader(image_loader: ImageLoader | None, rows: Sequence[dict]) -> Callable[[Any], Any]:
+    """image_id -> RGB array or None (no picture known); the manifest's paths as fallback."""
+    if callable(image_loader):
+        return image_loader
+    paths: Mapping[Any, Any] = image_loader or {
+        r["stem"]: r["image_path"] for r in rows if r.get("image_path")
+    }
+
+    def load(image_id: Any) -> np.ndarray | None:
+        path = paths.get(image_id, paths.get(str(image_id)))
+        return None if path is None else read_rgb(Path(path))
+
+    return load
+
+
+def class_rows(metrics: dict[str, Any], categories: Sequence[dict]) -> list[dict]:
+    """One dict per category (in the JSON's order) with the columns of per_class.csv."""
+    rows = []
+    for c in categories:
+        cid = int(c["id"])
+        m = metrics["per_class"][cid]
+        try:
+            train_id: int | None = classes.by_label_id(cid).train_id
+        except KeyError:
+            train_id = None
+        name = c.get("name") or (str(cid) if train_id is None else classes.by_label_id(cid).name)
+        row = {"category_id": cid, "trainId": train_id, "name": name, "isthing": int(c["isthing"])}
+        row.update({k: m[k] for k in ("pq", "sq", "rq", "tp", "fp", "fn")})
+        row["iou"] = m.get("iou")
+        rows.append(row)
+    return rows
+
+
+def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text; None as an empty cell, floats in shortest round-trip form."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(k) is None else r[k] for k in columns])
+    return buf.getvalue()
+
+
+def _per_image_rows(images: Sequence[ImageResult], confidence: Mapping[str, Any]) -> list[dict]:
+    return [
+        {
+            "stem": r.stem,
+            "pq": r.pq,
+            "n_segments": r.n_segments,
+            "mean_confidence": confidence.get(r.stem),
+            "sq": r.sq,
+            "rq": r.rq,
+            "n_gt_segments": r.n_gt_segments,
+        }
+        for r in images
+    ]
+
+
+def _write_overlays(
+    ev: Evaluation, load_image: Callable[[Any], Any], out: Path, n_overlays: int
+) -> list[dict]:
+    """Draw the picked images; returns [{name, stem, pq, rank, path}] in display order."""
+    ranked = rank_images(ev.images)
+    done = []
+    for name, rank in overlay_picks(len(ranked), n_overlays):
+        r = ranked[rank]
+        gt_ids, gt_segs = load_annotation(ev.gt, ev.gt.by_image_id[r.image_id], check=False)
+        pred_ids, pred_segs = load_annotation(ev.pred, ev.pred.by_image_id[r.image_id], check=False)
+        image = load_image(r.image_id)
+        caption = (
+            f"{name}: {r.stem}   PQ {100 * (r.pq or 0):.1f}  SQ {100 * (r.sq or 0):.1f}  "
+            f"RQ {100 * (r.rq or 0):.1f}   (rank {rank + 1} of {len(ranked)})"
+        )
+        image = None if image is None else np.asarray(image)
+        picture = render_overlay(
+            image, (pred_ids, pred_segs), (gt_ids, gt_segs), ev.gt.categories, caption
+        )
+        path = out / "overlays" / f"{name}.png"
+        write_png_rgb(path, picture)
+        done.append({"name": name, "stem": r.stem, "pq": r.pq, "rank": rank, "path": path})
+        done[-1]["caption"] = caption
+    return done
+
+
+def _remove_stale(out: Path, keep: set[Path], skipped_plots: Sequence[str]) -> None:
+    """Delete report files of an earlier run that this run did not write again."""
+    for p in (out / "overlays").glob("*.png"):
+        if _OVERLAY_NAME.match(p.name) and p not in keep:
+            p.unlink()
+    for name in skipped_plots:
+        (out / name).unlink(missing_ok=True)
+
+
+def build_quality_report(
+    *,
+    gt_json: Path,
+    gt_dir: Path,
+    pred_json: Path,
+    pred_dir: Path,
+    image_loader: ImageLoader | None,
+    out_dir: Path,
+    manifest: Manifest | None = None,
+    title: str = "Pseudo-label quality",
+    n_overlays: int = 3,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a COCO-panoptic prediction set against ground truth and write the report.
+
+    Args:
+        gt_json, gt_dir, pred_json, pred_dir: the two COCO-panoptic sets, matched by
+            ``image_id``; categories come from the ground truth.
+        image_loader: ``image_id -> (H, W, 3) uint8 RGB``, or a mapping ``image_id`` (or
+            its str) -> image path; None uses the manifest's ``image_path`` (grey panels
+            without one).
+        out_dir: the report folder (created; files of an earlier report are replaced).
+        manifest: pseudo-label manifest (pyarrow Table, Parquet path or row dicts) with
+            ``stem``, ``status``, ``error``, ``shard``, ``mean_confidence``; optional.
+        title: page heading.
+        n_overlays: pictures spread from best to worst per-image PQ (3: best, median, worst).
+        workers: processes for the evaluation (default: all cores).
+
+    Returns:
+        ``{"metrics", "images", "missing_predictions", "unmatched_predictions", "failed",
+        "overlays", "notes", "paths"}``: the metrics as in metrics.json (int class keys),
+        image ids left out, failed manifest rows, the overlays drawn and every file path.
+    """
+    out = Path(out_dir)
+    rows = manifest_rows(manifest)
+    ev = evaluate_per_image(gt_json, gt_dir, pred_json, pred_dir, workers=workers)
+    failed = [r for r in rows if r.get("status", "ok") != "ok"]
+    confidence = {
+        str(r["stem"]): r.get("mean_confidence") for r in rows if r.get("status", "ok") == "ok"
+    }
+    notes: list[str] = []
+    if ev.missing:
+        notes.append(
+            f"{len(ev.missing)} of {len(ev.gt.annotations)} ground-truth images have no "
+            "prediction; the metrics cover the predicted images only."
+        )
+    if ev.unmatched:
+        notes.append(f"{len(ev.unmatched)} predicted images have no ground truth (not scored).")
+
+    metrics = dict(ev.metrics, images_missing=len(ev.missing))
+    if manifest is not None:
+        metrics["images_failed"] = len(failed)
+    per_class = class_rows(metrics, ev.gt.categories)
+    per_image = _per_image_rows(ev.images, confidence)
+    paths: dict[str, Any] = {
+        "metrics_json": out / "metrics.json",
+        "per_class_csv": out / "per_class.csv",
+        "per_image_csv": out / "plots" / "per_image.csv",
+        "index_html": out / "index.html",
+    }
+    write_json_atomic(paths["metrics_json"], metrics)
+    write_text_atomic(paths["per_class_csv"], _csv(PER_CLASS_COLUMNS, per_class))
+    write_text_atomic(paths["per_image_csv"], _csv(PER_IMAGE_COLUMNS, per_image))
+
+    from spino_core.report import plots  # matplotlib: only when a report is drawn
+
+    plot_paths = {"per_class_pq": out / "per_class_pq.png"}
+    plots.plot_per_class_pq(per_class, plot_paths["per_class_pq"], title=f"{title}: PQ per class")
+    plot_paths["segments_per_image"] = out / "segments_per_image.png"
+    plots.plot_segments_per_image(
+        [r.n_segments for r in ev.images],
+        [r.n_gt_segments for r in ev.images],
+        plot_paths["segments_per_image"],
+    )
+    values = [float(v) for v in confidence.values() if v is not None and np.isfinite(v)]
+    skipped = []
+    if values:
+        plot_paths["confidence"] = out / "confidence.png"
+        plots.plot_confidence(values, plot_paths["confidence"])
+    else:
+        skipped.append("confidence.png")
+        why = "no manifest was given" if manifest is None else "the manifest has no confidences"
+        notes.append(f"Confidence histogram skipped: {why}.")
+    paths["plots"] = plot_paths
+
+    overlays = _write_overlays(ev, _loader(image_loader, rows), out, n_overlays)
+    paths["overlays"] = [o["path"] for o in overlays]
+    _remove_stale(out, set(paths["overlays"]), skipped)
+
+    coverage = [("evaluated", str(len(ev.images))), ("without prediction", str(len(ev.missing)))]
+    coverage.append(("prediction without ground truth", str(len(ev.unmatched))))
+    if manifest is not None:
+        coverage.append(("failed in the manifest", str(len(failed))))
+    captions = {
+        "per_class_pq": "PQ per class (things red, stuff blue, grey: absent)",
+        "segments_per_image": "Segments per image",
+        "confidence": "Mean confidence per image (manifest)",
+    }
+    page = render_report_html(
+        title=title,
+        metrics=metrics,
+        class_rows=per_class,
+        coverage=coverage,
+        plots=[(p.relative_to(out).as_posix(), captions[k]) for k, p in plot_paths.items()],
+        overlays=[(o["path"].relative_to(out).as_posix(), o["caption"]) for o in overlays],
+        notes=notes,
+        failed=failed,
+        missing=ev.missing,
+    )
+    write_text_atomic(paths["index_html"], page)
+    return {
+        "metrics": metrics,
+        "images": len(ev.images),
+        "missing_predictions": ev.missing,
+        "unmatched_predictions": ev.unmatched,
+        "failed": failed,
+        "overlays": {
+            o["name"]: {k: o[k] for k in ("stem", "pq", "rank", "path")} for o in overlays
+        },
+        "notes": notes,
+        "paths": paths,
+    }
