@@ -8,6 +8,7 @@ from typing import Any
 
 from flows.split import split_flow
 from flows.synth import synth_flow
+from flows.train_heads import train_heads_flow
 
 StageFlow = Callable[..., Any]
 
@@ -15,4 +16,5 @@ StageFlow = Callable[..., Any]
 STAGES: dict[str, StageFlow] = {
     "synth": synth_flow,
     "split": split_flow,
+    "train-heads": train_heads_flow,
 }

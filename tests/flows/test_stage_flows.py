@@ -10,12 +10,23 @@ from spino_core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
+TINY_HEADS = {
+    "input_height": 56,
+    "input_width": 112,
+    "semantic_hidden": [32],
+    "boundary_hidden": [32],
+    "steps": 3,
+    "batch_size": 2,
+    "n_views": 1,
+}
+
 
 def _params(tmp_path: Path, **extra: dict) -> Path:
     params = {
         "synth": {"n_train": 6, "n_val": 2, "height": 96, "width": 192, "seed": 3},
         "split": {"k": 3, "strategy": "coverage", "seed": 0},
         "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
+        "heads": TINY_HEADS,
         **extra,
     }
     path = tmp_path / "params.yaml"
@@ -45,14 +56,25 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     exp = client.get_experiment_by_name("spino")
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    assert set(by_name) == {"pipeline", "synth", "split"}
+    assert set(by_name) == {"pipeline", "synth", "split", "train_heads"}
     parent = by_name["pipeline"].info.run_id
-    for stage in ("synth", "split"):
+    for stage in ("synth", "split", "train_heads"):
         run = by_name[stage]
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.info.status == "FINISHED"
     assert by_name["split"].data.params["split.k"] == "3"
     assert by_name["split"].data.metrics["n_labelled"] == 3
+
+    heads = by_name["train_heads"]
+    assert 0.0 <= heads.data.metrics["val_miou"] <= 1.0
+    assert "boundary_f1" in heads.data.metrics
+    assert heads.data.params["heads.steps"] == "3"
+    artifacts = [a.path for a in client.list_artifacts(heads.info.run_id, "pictures")]
+    assert artifacts == ["pictures/val_preview.png"]
+    assert (tmp_path / "models" / "heads" / "semantic.pt").is_file()
+    assert (tmp_path / "metrics" / "heads.json").is_file()
+    history = (tmp_path / "metrics" / "heads_history.csv").read_text().splitlines()
+    assert history[0] == "step,loss,semantic,boundary,lr" and len(history) == 4
 
 
 def test_split_flow_bad_k_fails_with_the_key_named(tmp_path: Path, prefect_harness: None) -> None:

@@ -1,0 +1,225 @@
+"""Frozen DINOv2 backbone from timm: images in, patch-feature maps out.
+
+The backbone is never trained (the paper's label generator only trains two small heads on
+its features), so it is built once in eval mode with ``requires_grad=False`` and run under
+``torch.inference_mode``. Weights come from exactly one place (``backbone.weights``):
+
+- ``"hub"``: timm downloads them (machines with internet);
+- ``"random"``: random init, for tests and the synthetic demo (never a silent fallback);
+- a local path: a timm/safetensors file or the official ``dinov2_vit*14_pretrain.pth``.
+
+Local files are read by us with ``torch.load(weights_only=True)`` (or safetensors), so a
+checkpoint can never execute code, then converted by timm's own ``checkpoint_filter_fn``
+(official DINOv2 keys -> timm keys) and loaded with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from torch import nn
+
+from spino_core.config import DINOV2_MODELS, BackboneConfig
+from spino_core.errors import ConfigError, SpinoError
+
+PATCH = 14
+
+# (embed dim, depth) -> size name in the timm model names, to say what a checkpoint is for.
+_SIZES: dict[tuple[int, int], str] = {
+    (384, 12): "small",
+    (768, 12): "base",
+    (1024, 24): "large",
+    (1536, 40): "giant",
+}
+
+
+def snap_to_patch(height: int, width: int, patch: int = PATCH) -> tuple[int, int]:
+    """Nearest multiple of the patch size (at least one patch) for each side."""
+    return max(patch, round(height / patch) * patch), max(patch, round(width / patch) * patch)
+
+
+def preprocess(
+    images: torch.Tensor,
+    size: tuple[int, int],
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> torch.Tensor:
+    """(B, 3, H, W) uint8 [0, 255] or float [0, 1] -> (B, 3, *size) float32, normalised.
+
+    Resizing is bilinear with antialiasing when shrinking, so a downscaled street scene
+    keeps its thin structures (poles, signs) instead of aliasing them away.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+class DinoBackbone(nn.Module):
+    """A frozen timm DINOv2 ViT returning patch-token maps of chosen blocks."""
+
+    def __init__(self, vit: VisionTransformer, name: str, blocks: list[int]) -> None:
+        super().__init__()
+        self.vit = vit.eval().requires_grad_(False)
+        self.name = name
+        self.blocks = list(blocks)
+        self.embed_dim = int(vit.embed_dim)
+        cfg = vit.pretrained_cfg
+        self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        depth = len(vit.blocks)
+        bad = [b for b in self.blocks if not -depth <= b < depth]
+        if bad:
+            raise ConfigError(f"params: backbone.blocks: {bad} out of range for {depth} blocks")
+        self.train(False)
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the features concatenated over ``blocks`` (what the heads see)."""
+        return self.embed_dim * len(self.blocks)
+
+    def train(self, mode: bool = True) -> DinoBackbone:
+        """Stay in eval mode whatever the caller asks: the backbone is frozen."""
+        return super().train(False)
+
+    def forward(
+        self, images: torch.Tensor, size: tuple[int, int] | None = None
+    ) -> list[torch.Tensor]:
+        """(B, 3, H, W) uint8/float images -> one (B, C, h/14, w/14) float32 map per block.
+
+        ``size`` is the network input (h, w), snapped to multiples of 14; default: the
+        image's own size snapped. The returned tensors are ordinary (not inference) tensors,
+        so trainable heads may consume them directly.
+        """
+        size = snap_to_patch(*(size or images.shape[-2:]))
+        device = next(self.vit.parameters()).device
+        with torch.inference_mode():
+            x = preprocess(images.to(device), size, self.mean, self.std)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                feats = self.vit.forward_intermediates(
+                    x, indices=self.blocks, norm=True, output_fmt="NCHW", intermediates_only=True
+                )
+            feats = [f.float() for f in feats]
+        return [f.clone() for f in feats]  # leave inference mode: (B, C, h/14, w/14)
+
+
+def create_backbone(cfg: BackboneConfig) -> DinoBackbone:
+    """Build the frozen backbone named by ``cfg`` with its weights (see module docstring)."""
+    if cfg.name not in DINOV2_MODELS:
+        raise ConfigError(
+            f"params: backbone.name: unknown model {cfg.name!r}; valid: {', '.join(DINOV2_MODELS)}"
+        )
+    kwargs = {"dynamic_img_size": True, "num_classes": 0}
+    if cfg.weights == "random":
+        vit = timm.create_model(cfg.name, pretrained=False, **kwargs)
+    elif cfg.weights == "hub":
+        vit = _create_from_hub(cfg.name, kwargs)
+    else:
+        vit = timm.create_model(cfg.name, pretrained=False, **kwargs)
+        _load_local(vit, cfg.name, Path(cfg.weights))
+    return DinoBackbone(vit, cfg.name, cfg.blocks)
+
+
+def _create_from_hub(name: str, kwargs: dict) -> VisionTransformer:
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as exc:  # network, hub and cache errors come in many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SpinoError(
+            f"backbone.weights=hub: could not download weights for {name} "
+            f"({type(exc).__name__}: {first[:160]}); download the checkpoint (e.g. "
+            f"dinov2_vit*14_pretrain.pth or the timm safetensors) and set backbone.weights "
+            f"to its path"
+        ) from None
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, never unpickling code (weights_only / safetensors)."""
+    where = f"backbone.weights: {path}"
+    if not path.is_file():
+        raise SpinoError(f"{where}: file not found; fix the path or use 'hub' / 'random'")
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            sd = safetensors.torch.load_file(str(path), device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if unsafe:  # a pickle that would import/call code: never load it
+            raise SpinoError(
+                f"{where}: refused: the file pickles Python objects ({unsafe.group(1)}), not "
+                f"only tensors; export a plain state dict or a .safetensors file"
+            ) from None
+        raise SpinoError(
+            f"{where}: not a readable checkpoint (bad pickle); the file is corrupt or "
+            f"truncated: download it again"
+        ) from None
+    except Exception as exc:  # zip, pickle, safetensors header, EOF: all mean a bad file
+        raise SpinoError(
+            f"{where}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt or "
+            f"truncated: download it again"
+        ) from None
+    for wrapper in ("model", "state_dict", "teacher"):
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise SpinoError(f"{where}: holds no state dict of tensors; expected model weights")
+    return {re.sub(r"^(module\.|backbone\.)", "", k): v for k, v in sd.items()}
+
+
+def _describe(sd: dict[str, torch.Tensor]) -> tuple[int, int, int, bool] | None:
+    """(embed dim, depth, patch size, has registers) of a ViT state dict, or None."""
+    w = sd.get("patch_embed.proj.weight")
+    if w is None or w.ndim != 4:
+        return None
+    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
+    has_reg = "register_tokens" in sd or "reg_token" in sd
+    return int(w.shape[0]), depth, int(w.shape[-1]), has_reg
+
+
+def _guess_name(desc: tuple[int, int, int, bool]) -> str:
+    dim, depth, patch, reg = desc
+    size = _SIZES.get((dim, depth))
+    if size is None or patch != PATCH:
+        return f"an unknown ViT (embed dim {dim}, {depth} blocks, patch {patch})"
+    return f"vit_{size}_patch14{'_reg4' if reg else ''}_dinov2"
+
+
+def _load_local(vit: VisionTransformer, name: str, path: Path) -> None:
+    sd = _read_state_dict(path)
+    where = f"backbone.weights: {path}"
+    desc = _describe(sd)
+    if desc is None:
+        example = next(iter(sd), "<empty>")
+        raise SpinoError(
+            f"{where}: not a ViT checkpoint (no patch_embed.proj.weight; first key {example!r})"
+        )
+    want = (vit.embed_dim, len(vit.blocks), PATCH, vit.num_reg_tokens > 0)
+    if desc != want:
+        raise SpinoError(
+            f"{where}: checkpoint seems to be for {_guess_name(desc)}, not backbone.name={name}; "
+            f"set backbone.name to match or use the right file"
+        )
+    try:
+        converted = checkpoint_filter_fn(dict(sd), vit)  # official DINOv2 keys -> timm keys
+        vit.load_state_dict(converted, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = " ".join(lines[1:3])[:240] if len(lines) > 1 else lines[0][:240]
+        raise SpinoError(
+            f"{where}: does not fit {name} ({detail}); checkpoint seems to be for "
+            f"{_guess_name(desc)}"
+        ) from None

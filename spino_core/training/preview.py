@@ -1,0 +1,52 @@
+"""A picture of the label generator's val predictions, for people rather than metrics.
+
+Rows of: image | predicted semantics | predicted boundaries | ground-truth semantics, so a
+reviewer sees at a glance whether the heads learnt the classes and the instance borders.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from spino_core.data.classes import train_palette
+from spino_core.data.sample import Sample
+from spino_core.models.backbone import DinoBackbone
+from spino_core.models.heads import LabelHeads
+from spino_core.training.train_heads import predict_heads
+
+
+def _label(panel: np.ndarray, text: str) -> np.ndarray:
+    out = panel.copy()
+    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def heads_preview(
+    backbone: DinoBackbone,
+    heads: LabelHeads,
+    samples: list[Sample],
+    *,
+    input_size: tuple[int, int],
+    max_rows: int = 3,
+    row_height: int = 192,
+) -> np.ndarray:
+    """(rows*row_height, 4*W', 3) uint8 RGB grid for the first ``max_rows`` samples."""
+    palette = train_palette()
+    rows = []
+    for s in samples[:max_rows]:
+        pred = predict_heads(backbone, heads, s.image, input_size=input_size)
+        boundary = (np.clip(pred.boundary_probs, 0, 1) * 255).astype(np.uint8)
+        panels = [
+            _label(s.image, s.stem),
+            _label(palette[pred.semantic], "predicted semantics"),
+            _label(np.repeat(boundary[..., None], 3, axis=2), "boundary probability"),
+            _label(palette[s.semantic] if s.semantic is not None else s.image * 0, "ground truth"),
+        ]
+        row = np.concatenate(panels, axis=1)
+        scale = row_height / row.shape[0]
+        rows.append(cv2.resize(row, (round(row.shape[1] * scale), row_height)))
+    if not rows:
+        return np.zeros((row_height, row_height, 3), dtype=np.uint8)
+    width = min(r.shape[1] for r in rows)
+    return np.concatenate([r[:, :width] for r in rows], axis=0)

@@ -1,0 +1,55 @@
+"""Prefect task: train the label generator's heads on the k labelled images."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.config import SpinoConfig
+from spino_core.data.datasets import open_dataset
+from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
+from spino_core.models.backbone import create_backbone
+from spino_core.report.overlays import write_png_rgb
+from spino_core.training.preview import heads_preview
+from spino_core.training.train_heads import save_heads, train_heads
+
+
+@task(name="train-label-heads")
+def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
+    """Train, then write checkpoints, metrics JSON, loss history CSV and a val picture."""
+    split_dir, heads_dir, metrics_dir = (
+        Path(cfg.paths.split),
+        Path(cfg.paths.heads),
+        Path(cfg.paths.metrics),
+    )
+    train = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    samples = [train.load(s) for s in read_stem_list(split_dir / LABELLED_FILE)]
+    val_stems = read_stem_list(split_dir / VAL_FILE)
+    val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split) if val_stems else None
+    val_samples = [val.load(s) for s in val_stems] if val else []
+
+    backbone = create_backbone(cfg.backbone)
+    result = train_heads(samples, val_samples, cfg.backbone, cfg.heads, backbone=backbone)
+    save_heads(heads_dir, result, cfg.to_dict())
+
+    preview = heads_preview(
+        backbone, result.heads, val_samples or samples, input_size=result.input_size
+    )
+    write_png_rgb(heads_dir / "val_preview.png", preview)
+    write_json_atomic(metrics_dir / "heads.json", result.metrics)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["step", *result.history])
+    for step, values in enumerate(zip(*result.history.values(), strict=True)):
+        writer.writerow([step, *(f"{v:.6g}" for v in values)])
+    write_text_atomic(metrics_dir / "heads_history.csv", buf.getvalue())
+    return {
+        "metrics": result.metrics,
+        "history": result.history,
+        "preview": str(heads_dir / "val_preview.png"),
+    }
