@@ -1,0 +1,131 @@
+"""Benchmark pseudo-labelling end to end on CPU: images/s by number of worker threads, and
+backbone forwards per image with vs without sharing features between the two heads.
+
+Uses the real frozen DINOv2 backbone (random weights, no download) and untrained heads on a
+synthetic Cityscapes-layout dataset; labels are meaningless, the cost is the real one.
+Each worker is a thread labelling one shard (as the threads task runner does), with
+``torch.set_num_threads(cores // workers)``.
+
+    .venv/bin/python benchmarks/bench_pseudo_label.py [--images 4] [--workers 1,2]
+        [--image-size 128x256] [--input-size 112x224] [--model vit_small_patch14_dinov2.lvd142m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from spino_core.config import BackboneConfig, PseudoLabelConfig
+from spino_core.data.datasets import open_dataset
+from spino_core.data.synth import generate_synthetic_dataset
+from spino_core.inference import count_forwards, multiscale_predict
+from spino_core.inference.predictor import TorchPredictor
+from spino_core.models.backbone import create_backbone, snap_to_patch
+from spino_core.models.heads import LabelHeads
+from spino_core.pseudo import finalize, label_shard, plan_shards
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.partition("x")
+    return int(h), int(w)
+
+
+def _scales(text: str) -> list[int]:
+    return [int(s) for s in text.split(",")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--workers", type=_scales, default=[1, 2], help="comma list, e.g. 1,2")
+    ap.add_argument("--image-size", type=_size, default=(128, 256), help="HxW of the images")
+    ap.add_argument("--input-size", type=_size, default=(112, 224), help="HxW of every tile")
+    ap.add_argument("--model", default="vit_small_patch14_dinov2.lvd142m")
+    ap.add_argument("--semantic-scales", type=_scales, default=[1, 2, 3])
+    ap.add_argument("--boundary-scales", type=_scales, default=[3, 4, 5])
+    ap.add_argument("--boundary-head-scale", type=float, default=0.25)
+    ap.add_argument("--tile-batch-size", type=int, default=8)
+    args = ap.parse_args()
+
+    cores = os.cpu_count() or 1
+    cfg = PseudoLabelConfig(
+        semantic_scales=args.semantic_scales,
+        boundary_scales=args.boundary_scales,
+        tile_batch_size=args.tile_batch_size,
+    )
+    input_hw = snap_to_patch(*args.input_size)
+    torch.manual_seed(0)
+    backbone = create_backbone(BackboneConfig(name=args.model, weights="random"))
+    heads = LabelHeads(backbone.out_channels).eval()
+
+    def make_predictor() -> TorchPredictor:  # modules shared, counters per thread
+        return TorchPredictor(
+            backbone, heads.semantic, heads.boundary, "cpu", boundary_scale=args.boundary_head_scale
+        )
+
+    with tempfile.TemporaryDirectory(prefix="bench-pseudo-") as tmp:
+        root = Path(tmp) / "raw"
+        h, w = args.image_size
+        generate_synthetic_dataset(
+            root, n_train=args.images, n_val=0, height=h, width=w, seed=0, progress=False
+        )
+        ds = open_dataset("cityscapes", root, "train")
+        print(
+            f"{args.model} (random), {len(ds)} images {h}x{w}, tiles {input_hw[0]}x{input_hw[1]}, "
+            f"semantic scales {cfg.semantic_scales}, boundary scales {cfg.boundary_scales}, "
+            f"{cores} cores"
+        )
+
+        shared = count_forwards(cfg.semantic_scales, cfg.boundary_scales)
+        separate = count_forwards(cfg.semantic_scales, cfg.boundary_scales, share=False)
+        image = ds.load_image(ds.stems[0])
+        torch.set_num_threads(cores)
+        kw = {
+            "input_hw": input_hw,
+            "semantic_scales": cfg.semantic_scales,
+            "boundary_scales": cfg.boundary_scales,
+            "tile_batch_size": cfg.tile_batch_size,
+        }
+        multiscale_predict(image, make_predictor(), **kw)  # warm-up
+        for share in (True, False):
+            t0 = time.perf_counter()
+            res = multiscale_predict(image, make_predictor(), share_features=share, **kw)
+            sec = time.perf_counter() - t0
+            print(
+                f"sharing {'on ' if share else 'off'}: {res.n_forwards} forwards/image "
+                f"(expected {shared if share else separate}), {sec:.2f} s/image"
+            )
+
+        for workers in args.workers:
+            torch.set_num_threads(max(1, cores // workers))
+            out = Path(tmp) / f"pseudo-{workers}"
+            predictors = [make_predictor() for _ in range(workers)]
+            shards = plan_shards(ds.stems, workers)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                jobs = [
+                    pool.submit(
+                        label_shard, i, shard, ds, predictors[i], cfg, out,
+                        input_hw=input_hw, progress=False,
+                    )
+                    for i, shard in enumerate(shards)
+                ]  # fmt: skip
+                rows = [row for job in jobs for row in job.result()]
+            wall = time.perf_counter() - t0
+            summary = finalize(out, rows, n_images=len(ds), max_failed_fraction=0.0)
+            forwards = sum(p.n_forwards for p in predictors) / len(ds)
+            print(
+                f"workers {workers} x {torch.get_num_threads()} torch threads: "
+                f"{len(ds) / wall:.3f} images/s ({wall / len(ds):.2f} s/image, "
+                f"{forwards:.0f} forwards/image, {summary.n_ok} ok)"
+            )
+
+
+if __name__ == "__main__":
+    main()

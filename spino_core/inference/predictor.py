@@ -1,0 +1,112 @@
+"""Torch adapter: a frozen backbone and the two heads as a :class:`PredictFn`.
+
+One backbone forward per tile batch; when both heads are wanted they run on the same
+features, which is what makes a scale shared by ``semantic_scales`` and ``boundary_scales``
+cost one forward instead of two. Everything runs under ``torch.inference_mode``.
+
+Written against ``spino_core.models`` as it stands: ``backbone(images, size)`` returns a
+list of (B, C, h/14, w/14) maps (one per block, concatenated on channels for the heads, as
+``train_heads`` does) and each head is ``head(features, out_size) -> logits``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spino_core.config import BackboneConfig
+from spino_core.inference.multiscale import PredictFn
+from spino_core.models.backbone import create_backbone, snap_to_patch
+from spino_core.training.train_heads import load_heads, resolve_device
+
+__all__ = ["LoadedPredictor", "TorchPredictor", "load_predictor"]
+
+
+class TorchPredictor:
+    """``PredictFn`` over (backbone, semantic head, boundary head) on one device.
+
+    ``n_forwards`` counts the tiles sent through the backbone (all calls together).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        semantic_head: nn.Module,
+        boundary_head: nn.Module,
+        device: str | torch.device = "cpu",
+        *,
+        boundary_scale: float = 1.0,
+    ) -> None:
+        """``boundary_scale``: run the boundary head at this fraction of the tile size and
+        upsample its logits (the head is trained at ``heads.boundary_scale`` of its input,
+        and its MLP at full tile resolution is the dominant CPU cost)."""
+        if not 0.0 < boundary_scale <= 1.0:
+            raise ValueError(f"boundary_scale must be in (0, 1], got {boundary_scale}")
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.backbone = backbone.to(self.device).eval()
+        self.semantic_head = semantic_head.to(self.device).eval()
+        self.boundary_head = boundary_head.to(self.device).eval()
+        self.boundary_scale = float(boundary_scale)
+        self.n_forwards = 0
+
+    def __call__(
+        self, tiles: np.ndarray, want_semantic: bool = True, want_boundary: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(N, h, w, 3) uint8 tiles -> ((N, K, h, w) softmax | None, (N, h, w) sigmoid | None).
+
+        The backbone sees the tiles at (h, w) snapped to multiples of 14; the semantic head
+        upsamples its features straight to (h, w), the boundary head to ``boundary_scale`` of it
+        (logits then upsampled bilinearly), so outputs match the tiles pixel for pixel.
+        """
+        if tiles.ndim != 4 or tiles.shape[3] != 3 or tiles.dtype != np.uint8:
+            raise ValueError(f"tiles must be (N, h, w, 3) uint8, got {tiles.shape} {tiles.dtype}")
+        out_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+        sem = bnd = None
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)  # (N, 3, h, w)
+            feats = self.backbone(x.to(self.device), snap_to_patch(*out_hw))
+            feats = torch.cat(list(feats), dim=1)  # (N, C * blocks, h/14, w/14)
+            self.n_forwards += len(tiles)
+            if want_semantic:
+                logits = self.semantic_head(feats, out_hw)  # (N, K, h, w)
+                sem = logits.float().softmax(dim=1).cpu().numpy()
+            if want_boundary:
+                bnd_hw = tuple(max(1, round(n * self.boundary_scale)) for n in out_hw)
+                logits = self.boundary_head(feats, bnd_hw)  # (N, 1, *bnd_hw)
+                if tuple(logits.shape[-2:]) != out_hw:
+                    logits = F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)
+                bnd = logits.float().sigmoid()[:, 0].cpu().numpy()  # (N, h, w)
+        return sem, bnd
+
+
+@dataclass(frozen=True)
+class LoadedPredictor:
+    """A ready predictor and what the pseudo-labeller needs to know about it."""
+
+    predict: PredictFn
+    input_hw: tuple[int, int]  # the input size the heads were trained at (tile size)
+    backbone_name: str
+
+
+def load_predictor(
+    heads_dir: str | os.PathLike[str], backbone_cfg: BackboneConfig, device: str = "auto"
+) -> LoadedPredictor:
+    """Build the backbone named by ``backbone_cfg`` and the heads saved in ``heads_dir``.
+
+    ``load_heads`` refuses heads trained on another backbone or blocks. The boundary head
+    runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
+    """
+    loaded = load_heads(heads_dir, expected_backbone=backbone_cfg)
+    predictor = TorchPredictor(
+        create_backbone(backbone_cfg),
+        loaded.heads.semantic,
+        loaded.heads.boundary,
+        resolve_device(device),
+        boundary_scale=loaded.boundary_size[0] / loaded.input_size[0],
+    )
+    return LoadedPredictor(predictor, tuple(loaded.input_size), loaded.backbone_name)

@@ -1,0 +1,93 @@
+"""Configuration guard for a pseudo-label folder: one configuration's labels per folder.
+
+``config.json`` records everything that changes the labels (heads checkpoint, backbone,
+input size, pseudo-label parameters). Resuming or adding shards with another configuration
+would silently mix two sets of labels, so :func:`claim_output_dir` refuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spino_core.atomic import write_json_atomic
+from spino_core.config import BackboneConfig, PseudoLabelConfig
+from spino_core.errors import SpinoError
+
+FORMAT = "spino-pseudo/1"
+CONFIG_FILE = "config.json"
+PANOPTIC_DIR = "panoptic"
+SEGMENTS_DIR = "segments"
+
+
+def heads_checksum(heads_dir: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` over ``semantic.pt`` then ``boundary.pt``: the heads' identity."""
+    digest = hashlib.sha256()
+    for name in ("semantic.pt", "boundary.pt"):
+        path = Path(heads_dir) / name
+        if not path.is_file():
+            raise SpinoError(f"{path}: not found; run the train-heads stage first")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def label_fingerprint(
+    *,
+    heads_id: str,
+    pseudo: PseudoLabelConfig,
+    backbone: BackboneConfig,
+    input_hw: tuple[int, int],
+) -> dict[str, Any]:
+    """Everything that changes the labels (not sharding, batching, device or failure limit)."""
+    keep = ("semantic_scales", "boundary_scales", "boundary_threshold")
+    keep += ("min_blob_px", "min_instance_px")
+    return {
+        "format": FORMAT,
+        "heads": heads_id,
+        "backbone": {"name": backbone.name, "weights": backbone.weights, "blocks": backbone.blocks},
+        "input_hw": [int(input_hw[0]), int(input_hw[1])],
+        "pseudo_label": {k: getattr(pseudo, k) for k in keep},
+    }
+
+
+def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any]) -> None:
+    """Write ``config.json`` in a new folder, or check it against ``fingerprint``.
+
+    Refuses (SpinoError) a folder made with another configuration, or holding labels with no
+    ``config.json``: mixing two configurations' labels would go unnoticed downstream.
+    """
+    out = Path(out_dir)
+    path = out / CONFIG_FILE
+    want = json.loads(json.dumps(fingerprint, sort_keys=True))
+    fix = "delete the folder or change paths.pseudo"
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise SpinoError(f"{path}: unreadable configuration fingerprint; {fix}") from None
+        if have != want:
+            a, b = _flatten(have), _flatten(want)
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            raise SpinoError(
+                f"{out}: holds pseudo-labels of another configuration ({', '.join(diff[:5])} "
+                f"differ); {fix}"
+            )
+        return
+    if any(any((out / d).glob("*")) for d in (PANOPTIC_DIR, SEGMENTS_DIR)):
+        raise SpinoError(f"{out}: holds pseudo-labels but no {CONFIG_FILE} (unknown config); {fix}")
+    write_json_atomic(path, want)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out |= _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return out

@@ -1,0 +1,228 @@
+"""Multi-scale tiled inference, with real (pointwise, colour-based) tile predictors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spino_core.inference import count_forwards, multiscale_predict, tile_grid
+
+K = 19
+
+
+def pointwise_predict(
+    tiles: np.ndarray, want_semantic: bool = True, want_boundary: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each pixel's prediction from its own colour: class scores peak at grey * 18 / 255,
+    boundary probability = red / 255. A tile resized by 1 maps back unchanged."""
+    x = tiles.astype(np.float32)  # (N, h, w, 3)
+    grey = x.mean(axis=3) * (K - 1) / 255.0  # (N, h, w)
+    logits = -((grey[:, None] - np.arange(K, dtype=np.float32)[None, :, None, None]) ** 2)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)  # (N, K, h, w)
+    return (probs if want_semantic else None), (x[..., 0] / 255.0 if want_boundary else None)
+
+
+class Recorder:
+    """Wraps a predictor; records (batch size, want_semantic, want_boundary) per call."""
+
+    def __init__(self, fn=pointwise_predict) -> None:
+        self.fn = fn
+        self.calls: list[tuple[int, bool, bool]] = []
+
+    def __call__(self, tiles, want_semantic, want_boundary):
+        self.calls.append((len(tiles), want_semantic, want_boundary))
+        return self.fn(tiles, want_semantic, want_boundary)
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _run(image, predict, sem, bnd, input_hw, **kw):
+    return multiscale_predict(
+        image,
+        predict,
+        input_hw=input_hw,
+        semantic_scales=sem,
+        boundary_scales=bnd,
+        keep_probs=True,
+        **kw,
+    )
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize(("h", "w"), [(32, 64), (31, 67), (5, 3), (1, 1)])
+@pytest.mark.parametrize("scale", [1, 2, 3, 5, 7])
+def test_tiles_cover_every_pixel_exactly_once(h: int, w: int, scale: int) -> None:
+    cover = np.zeros((h, w), np.int32)
+    tiles = tile_grid(h, w, scale)
+    for y0, y1, x0, x1 in tiles:
+        assert 0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w
+        cover[y0:y1, x0:x1] += 1
+    assert (cover == 1).all()
+    if h >= scale and w >= scale:
+        assert len(tiles) == scale * scale
+        heights = {y1 - y0 for y0, y1, _, _ in tiles}
+        widths = {x1 - x0 for _, _, x0, x1 in tiles}
+        assert max(heights) - min(heights) <= 1 and max(widths) - min(widths) <= 1
+
+
+def test_scale_one_is_the_whole_image() -> None:
+    assert tile_grid(31, 67, 1) == [(0, 31, 0, 67)]
+    with pytest.raises(ValueError, match="scale"):
+        tile_grid(31, 67, 0)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_tiles_go_back_where_they_came_from(scale: int) -> None:
+    # Tiles exactly the input size are not resized: the result must equal the pointwise
+    # prediction of the whole image, so any misplaced tile shows.
+    image = _image(32, 64)
+    res = _run(image, pointwise_predict, [scale], [scale], (32 // scale, 64 // scale))
+    sem, bnd = pointwise_predict(image[None])
+    np.testing.assert_allclose(res.semantic_probs, sem[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.boundary_probs, bnd[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(res.semantic, sem[0].argmax(0))
+    np.testing.assert_allclose(res.confidence, sem[0].max(0), atol=1e-6)
+    np.testing.assert_array_equal(res.boundary, bnd[0] > 0.5)
+    assert res.n_forwards == scale * scale
+
+
+def test_non_divisible_sizes_weight_every_pixel_once() -> None:
+    # A constant image gives constant tiles at every scale; a pixel covered twice or never
+    # (or a wrong normalisation) would break the constant.
+    image = np.full((31, 67, 3), (200, 90, 40), np.uint8)
+    res = _run(image, pointwise_predict, [1, 2, 3, 5], [3, 4, 7], (8, 12))
+    sem, bnd = pointwise_predict(image[None, :1, :1])
+    np.testing.assert_allclose(res.semantic_probs, np.broadcast_to(sem[0], (K, 31, 67)), atol=1e-5)
+    np.testing.assert_allclose(res.boundary_probs, bnd[0, 0, 0], atol=1e-5)
+    assert res.semantic.shape == (31, 67) and res.semantic.dtype == np.uint8
+    assert res.boundary.dtype == bool and res.confidence.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- averaging
+
+
+def test_probabilities_are_averaged_over_each_heads_scales() -> None:
+    image = _image(30, 50, seed=1)
+    hw = (12, 20)
+    one = {s: _run(image, pointwise_predict, [s], [s], hw) for s in (1, 2, 3)}
+    res = _run(image, pointwise_predict, [1, 2], [2, 3], hw, boundary_threshold=0.4)
+    want_sem = (one[1].semantic_probs + one[2].semantic_probs) / 2
+    want_bnd = (one[2].boundary_probs + one[3].boundary_probs) / 2
+    np.testing.assert_allclose(res.semantic_probs, want_sem, atol=1e-6)
+    np.testing.assert_allclose(res.boundary_probs, want_bnd, atol=1e-6)
+    np.testing.assert_array_equal(res.boundary, want_bnd > 0.4)
+    np.testing.assert_array_equal(res.semantic, want_sem.argmax(0))
+    # A scale listed twice weighs twice (and is still predicted once).
+    dup = _run(image, pointwise_predict, [1, 1, 2], [3], hw)
+    want = (2 * one[1].semantic_probs + one[2].semantic_probs) / 3
+    np.testing.assert_allclose(dup.semantic_probs, want, atol=1e-6)
+    assert dup.n_forwards == 1 + 4 + 9
+
+
+def test_sharing_features_saves_forwards_not_accuracy() -> None:
+    image = _image(40, 60, seed=2)
+    shared, separate = Recorder(), Recorder()
+    kw = {"tile_batch_size": 4}
+    a = _run(image, shared, [1, 2, 3], [3, 4, 5], (10, 15), **kw)
+    b = _run(image, separate, [1, 2, 3], [3, 4, 5], (10, 15), share_features=False, **kw)
+    assert a.n_forwards == sum(n for n, _, _ in shared.calls) == 1 + 4 + 9 + 16 + 25 == 55
+    assert b.n_forwards == sum(n for n, _, _ in separate.calls) == (1 + 4 + 9) + (9 + 16 + 25)
+    assert a.n_forwards < b.n_forwards
+    assert count_forwards([1, 2, 3], [3, 4, 5]) == 55
+    assert count_forwards([1, 2, 3], [3, 4, 5], share=False) == 64
+    # Only scale 3's nine tiles need both heads; no call mixes flags; batches <= 4 tiles.
+    assert sum(n for n, s, b_ in shared.calls if s and b_) == 9
+    assert all(n <= 4 for n, _, _ in shared.calls + separate.calls)
+    assert not any(s and b_ for _, s, b_ in separate.calls)
+    np.testing.assert_allclose(a.semantic_probs, b.semantic_probs, atol=1e-6)
+    np.testing.assert_allclose(a.boundary_probs, b.boundary_probs, atol=1e-6)
+
+
+def test_batch_size_does_not_change_the_result() -> None:
+    image = _image(33, 47, seed=3)
+    ref = _run(image, pointwise_predict, [1, 3], [2, 3], (11, 16), tile_batch_size=1)
+    for batch in (2, 7, 64):
+        res = _run(image, pointwise_predict, [1, 3], [2, 3], (11, 16), tile_batch_size=batch)
+        np.testing.assert_array_equal(res.semantic_probs, ref.semantic_probs)
+        np.testing.assert_array_equal(res.boundary_probs, ref.boundary_probs)
+
+
+def test_without_keep_probs_no_probability_cube_is_returned() -> None:
+    res = multiscale_predict(
+        _image(20, 20),
+        pointwise_predict,
+        input_hw=(10, 10),
+        semantic_scales=[1],
+        boundary_scales=[2],
+    )
+    assert res.semantic_probs is None and res.n_forwards == 5
+
+
+def test_bad_predictor_output_is_reported() -> None:
+    def wrong_shape(tiles, want_semantic, want_boundary):
+        sem, bnd = pointwise_predict(tiles, want_semantic, want_boundary)
+        return sem, (None if bnd is None else bnd[:, :-1])
+
+    with pytest.raises(ValueError, match="boundary output has shape"):
+        _run(_image(20, 20), wrong_shape, [1], [1], (10, 10))
+
+    def no_semantic(tiles, want_semantic, want_boundary):
+        return None, pointwise_predict(tiles)[1]
+
+    with pytest.raises(ValueError, match="no semantic output"):
+        _run(_image(20, 20), no_semantic, [1], [1], (10, 10))
+    with pytest.raises(ValueError, match="uint8"):
+        _run(_image(20, 20).astype(np.float32), pointwise_predict, [1], [1], (10, 10))
+
+
+# --------------------------------------------------------------------------- torch adapter
+
+
+def test_torch_predictor_runs_one_forward_for_both_heads() -> None:
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from spino_core.inference.predictor import TorchPredictor
+    from spino_core.models.heads import BoundaryHead, SemanticHead
+
+    class PatchMeans(nn.Module):
+        """Stand-in backbone: (B, 3, H, W) -> [(B, 8, H/14, W/14)], counting its calls."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(3, 8, 1)
+            self.calls = 0
+
+        def forward(self, images, size):
+            self.calls += 1
+            x = nn.functional.interpolate(images.float() / 255, size=size, mode="bilinear")
+            return [self.proj(nn.functional.avg_pool2d(x, 14))]
+
+    torch.manual_seed(0)
+    backbone = PatchMeans()
+    predict = TorchPredictor(
+        backbone, SemanticHead(8, [6]), BoundaryHead(8, [6]), "cpu", boundary_scale=0.25
+    )
+    tiles = _image(28, 56)[None].repeat(3, axis=0)
+    sem, bnd = predict(tiles, True, True)
+    assert sem.shape == (3, K, 28, 56) and sem.dtype == np.float32
+    np.testing.assert_allclose(sem.sum(axis=1), 1.0, atol=1e-5)
+    assert bnd.shape == (3, 28, 56) and ((bnd >= 0) & (bnd <= 1)).all()
+    assert backbone.calls == 1 and predict.n_forwards == 3
+    only_bnd = predict(tiles, False, True)
+    assert only_bnd[0] is None
+    np.testing.assert_allclose(only_bnd[1], bnd, atol=1e-6)
+    res = multiscale_predict(
+        _image(40, 70),
+        predict,
+        input_hw=(28, 56),
+        semantic_scales=[1, 2],
+        boundary_scales=[2, 3],
+        tile_batch_size=8,
+    )
+    assert res.semantic.shape == (40, 70) and res.n_forwards == 1 + 4 + 9
