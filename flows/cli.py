@@ -16,7 +16,7 @@ from spino_core.errors import SpinoError
 
 # Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
 # flows.stages.STAGES is the source of truth and a test checks they agree.
-STAGE_NAMES = ("synth", "split", "train-heads")
+STAGE_NAMES = ("synth", "split", "train-heads", "pseudo-label", "report")
 
 
 def _prefect_env() -> None:

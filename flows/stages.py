@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flows.pseudo_label import pseudo_label_flow
+from flows.report import report_flow
 from flows.split import split_flow
 from flows.synth import synth_flow
 from flows.train_heads import train_heads_flow
@@ -17,4 +19,6 @@ STAGES: dict[str, StageFlow] = {
     "synth": synth_flow,
     "split": split_flow,
     "train-heads": train_heads_flow,
+    "pseudo-label": pseudo_label_flow,
+    "report": report_flow,
 }

@@ -92,3 +92,21 @@ def stage_run(cfg: SpinoConfig, stage: str, sections: Sequence[str]) -> Iterator
         mlflow.log_params(params)
         mlflow.log_dict(cfg.to_dict(), "config/resolved_config.json")
         yield run
+
+
+def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str) -> None:
+    """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures."""
+    flat = {
+        f"{group.lower()}_{name}": float(metrics[group][name])
+        for group in ("All", "Things", "Stuff")
+        for name in ("pq", "sq", "rq")
+        if group in metrics
+    }
+    if metrics.get("miou") is not None:
+        flat["miou"] = float(metrics["miou"])
+    from spino_core.data.classes import by_label_id
+
+    for cid, values in metrics.get("per_class", {}).items():
+        flat[f"pq.{by_label_id(int(cid)).name.replace(' ', '_')}"] = float(values["pq"])
+    mlflow.log_metrics(flat)
+    mlflow.log_artifacts(report_dir, "report")

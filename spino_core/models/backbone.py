@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import threading
 from pathlib import Path
 
 import timm
@@ -37,6 +38,9 @@ _SIZES: dict[tuple[int, int], str] = {
     (1024, 24): "large",
     (1536, 40): "giant",
 }
+
+
+RANDOM_WEIGHTS_SEED = 0  # weights: random is a fixed, reproducible initialisation
 
 
 def snap_to_patch(height: int, width: int, patch: int = PATCH) -> tuple[int, int]:
@@ -122,13 +126,39 @@ def create_backbone(cfg: BackboneConfig) -> DinoBackbone:
         )
     kwargs = {"dynamic_img_size": True, "num_classes": 0}
     if cfg.weights == "random":
-        vit = timm.create_model(cfg.name, pretrained=False, **kwargs)
+        vit = _create_random(cfg.name, kwargs)
     elif cfg.weights == "hub":
         vit = _create_from_hub(cfg.name, kwargs)
     else:
         vit = timm.create_model(cfg.name, pretrained=False, **kwargs)
         _load_local(vit, cfg.name, Path(cfg.weights))
     return DinoBackbone(vit, cfg.name, cfg.blocks)
+
+
+_RANDOM_LOCK = threading.Lock()
+_RANDOM_STATES: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _create_random(name: str, kwargs: dict) -> VisionTransformer:
+    """The same random weights in every process, stage and thread.
+
+    Heads trained on one random backbone are only meaningful on that backbone, and
+    pseudo-label shards rebuild it, possibly in parallel threads. timm initialises from the
+    global RNG, so the first build is seeded under a lock (concurrent builds would interleave
+    their draws) and later builds copy its weights.
+    """
+    with _RANDOM_LOCK:
+        if name not in _RANDOM_STATES:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                vit = timm.create_model(name, pretrained=False, **kwargs)
+            _RANDOM_STATES[name] = {k: v.clone() for k, v in vit.state_dict().items()}
+            return vit
+        state = _RANDOM_STATES[name]
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+        vit = timm.create_model(name, pretrained=False, **kwargs)
+    vit.load_state_dict(state)
+    return vit
 
 
 def _create_from_hub(name: str, kwargs: dict) -> VisionTransformer:

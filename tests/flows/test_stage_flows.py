@@ -19,6 +19,13 @@ TINY_HEADS = {
     "batch_size": 2,
     "n_views": 1,
 }
+TINY_PSEUDO = {
+    "semantic_scales": [1],
+    "boundary_scales": [1],
+    "min_blob_px": 10,
+    "min_instance_px": 4,
+    "n_shards": 2,
+}
 
 
 def _params(tmp_path: Path, **extra: dict) -> Path:
@@ -27,6 +34,8 @@ def _params(tmp_path: Path, **extra: dict) -> Path:
         "split": {"k": 3, "strategy": "coverage", "seed": 0},
         "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
         "heads": TINY_HEADS,
+        "pseudo_label": TINY_PSEUDO,
+        "orchestration": {"task_runner": "threads", "n_workers": 2},
         **extra,
     }
     path = tmp_path / "params.yaml"
@@ -56,9 +65,10 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     exp = client.get_experiment_by_name("spino")
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    assert set(by_name) == {"pipeline", "synth", "split", "train_heads"}
+    stages = ("synth", "split", "train_heads", "pseudo_label", "report")
+    assert set(by_name) == {"pipeline", *stages}
     parent = by_name["pipeline"].info.run_id
-    for stage in ("synth", "split", "train_heads"):
+    for stage in stages:
         run = by_name[stage]
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.info.status == "FINISHED"
@@ -75,6 +85,46 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     assert (tmp_path / "metrics" / "heads.json").is_file()
     history = (tmp_path / "metrics" / "heads_history.csv").read_text().splitlines()
     assert history[0] == "step,loss,semantic,boundary,lr" and len(history) == 4
+
+    pseudo = result["pseudo-label"]
+    assert pseudo["n_images"] == 3 and pseudo["n_ok"] == 3 and pseudo["n_failed"] == 0
+    pngs = sorted(p.stem for p in (tmp_path / "data" / "pseudo" / "panoptic").glob("*.png"))
+    assert pngs == unlabelled
+    assert by_name["pseudo_label"].data.metrics["n_ok"] == 3
+
+    report = tmp_path / "reports" / "pseudo"
+    for name in ("metrics.json", "per_class.csv", "index.html", "overlays/best.png"):
+        assert (report / name).is_file(), name
+    assert result["report"]["images"] == 3
+    assert "all_pq" in by_name["report"].data.metrics
+    report_artifacts = [
+        a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")
+    ]
+    assert "report/index.html" in report_artifacts
+
+
+def test_pseudo_label_rerun_resumes_and_refuses_another_config(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    from flows.pipeline import pipeline_flow
+    from flows.pseudo_label import pseudo_label_flow
+    from spino_core.errors import SpinoError
+
+    params = str(_params(tmp_path, mlflow={"enabled": False}))
+    pipeline_flow(params=params, stages=["synth", "split", "train-heads", "pseudo-label"])
+    first = (tmp_path / "data" / "pseudo" / "panoptic.json").read_bytes()
+    (tmp_path / "data" / "pseudo" / "segments" / f"{_first_png(tmp_path)}.json").unlink()
+
+    summary = pseudo_label_flow(params=params)
+    assert summary["n_resumed"] == 2 and summary["n_ok"] == 3  # one redone, two skipped
+    assert (tmp_path / "data" / "pseudo" / "panoptic.json").read_bytes() == first
+
+    with pytest.raises(SpinoError, match="another configuration"):
+        pseudo_label_flow(params=params, overrides=["pseudo_label.min_blob_px=99"])
+
+
+def _first_png(tmp_path: Path) -> str:
+    return sorted((tmp_path / "data" / "pseudo" / "panoptic").glob("*.png"))[0].stem
 
 
 def test_split_flow_bad_k_fails_with_the_key_named(tmp_path: Path, prefect_harness: None) -> None:

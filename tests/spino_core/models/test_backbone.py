@@ -191,3 +191,24 @@ def test_unknown_name_lists_valid(monkeypatch) -> None:
     object.__setattr__(cfg, "name", "resnet50")  # bypass the config's own check
     with pytest.raises(SpinoError, match="valid: vit_small_patch14_dinov2"):
         create_backbone(cfg)
+
+
+def test_random_weights_are_identical_across_calls() -> None:
+    """Heads trained on a random backbone must see the same backbone when labelling."""
+    import torch as _torch
+
+    from spino_core.config import BackboneConfig
+    from spino_core.models.backbone import create_backbone as _create
+
+    cfg = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random")
+    _torch.manual_seed(123)
+    a = _create(cfg).state_dict()
+    b = _create(cfg).state_dict()
+    assert a.keys() == b.keys()
+    assert all(_torch.equal(a[k], b[k]) for k in a)
+    # the global RNG is left alone
+    _torch.manual_seed(5)
+    x = _torch.rand(1)
+    _torch.manual_seed(5)
+    _create(cfg)
+    assert _torch.equal(_torch.rand(1), x)

@@ -1,0 +1,56 @@
+"""Stage flow: pseudo-labels (``spino pseudo-label``, DVC ``pseudo_label``).
+
+One task per shard, each on one device. The task runner comes from params
+(``orchestration``): threads on one machine, or Dask — a local cluster with one worker per
+GPU (or ``n_workers`` CPU workers), or an existing cluster at ``dask_address``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import mlflow
+from prefect import flow, unmapped
+
+from flows.runners import make_task_runner
+from flows.tracking import stage_run
+from spino_core.config import SpinoConfig, load_config
+from tasks.pseudo_label import (
+    finalize_pseudo_labels,
+    gpu_count,
+    label_one_shard,
+    plan_pseudo_labels,
+)
+
+
+def _label_shards(cfg: SpinoConfig) -> dict[str, Any]:
+    plan = plan_pseudo_labels(cfg)
+    ids = list(range(len(plan.shards)))
+    annotate = contextlib.nullcontext()
+    if cfg.orchestration.task_runner == "dask":
+        import dask
+
+        if gpu_count() and not cfg.orchestration.dask_address:
+            annotate = dask.annotate(resources={"GPU": 1})
+    with annotate:
+        futures = label_one_shard.map(ids, plan.shards, unmapped(cfg))
+    rows = [row for shard_rows in futures.result() for row in shard_rows]
+    return finalize_pseudo_labels(cfg, rows, plan.n_images)
+
+
+@flow(name="pseudo-label")
+def pseudo_label_flow(
+    params: str = "params.yaml", overrides: list[str] | None = None
+) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])
+    runner = make_task_runner(cfg.orchestration)
+    sections = ["backbone", "pseudo_label", "orchestration", "data"]
+    with stage_run(cfg, "pseudo_label", sections=sections) as run:
+        shards_flow = flow(name="pseudo-label-shards", task_runner=runner)(_label_shards)
+        summary = shards_flow(cfg)
+        if run is not None:
+            mlflow.log_metrics(
+                {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
+            )
+    return summary

@@ -1,0 +1,22 @@
+"""Stage flow: quality report of the pseudo-labels (``spino report``, DVC ``report``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.tracking import log_panoptic_report, stage_run
+from spino_core.config import load_config
+from tasks.report import report_pseudo_labels
+
+
+@flow(name="report")
+def report_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])
+    with stage_run(cfg, "report", sections=["data"]) as run:
+        out = report_pseudo_labels(cfg)
+        if run is not None:
+            log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report)
+    return out["metrics"]

@@ -1,0 +1,50 @@
+"""Task runners chosen by params: threads on one machine, or Dask (local or existing cluster)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+from spino_core.config import OrchestrationConfig
+from spino_core.errors import ConfigError
+from tasks.pseudo_label import gpu_count
+
+
+def check_dask_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with the address named, when no scheduler answers (no hang)."""
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = parsed.hostname, parsed.port or 8786
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"params: orchestration.dask_address: no Dask scheduler answers at {address} "
+            f"({exc.strerror or exc}); start one (`dask scheduler`) or unset the address"
+        ) from None
+
+
+def make_task_runner(cfg: OrchestrationConfig) -> Any:
+    """A Prefect task runner for the shard tasks."""
+    if cfg.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=cfg.n_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if cfg.dask_address:
+        check_dask_address(cfg.dask_address)
+        return DaskTaskRunner(address=cfg.dask_address)
+    n_gpus = gpu_count()
+    if n_gpus:  # one worker per GPU, each shard task pinned to one GPU by resources
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": n_gpus,
+                "threads_per_worker": 1,
+                "resources": {"GPU": 1},
+            }
+        )
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": cfg.n_workers, "threads_per_worker": 1, "processes": True}
+    )

@@ -1,0 +1,91 @@
+"""Prefect tasks: plan the pseudo-label shards, label one shard, gather the shards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from spino_core.config import SpinoConfig
+from spino_core.data.datasets import open_dataset
+from spino_core.data.split import UNLABELLED_FILE, read_stem_list
+from spino_core.inference.predictor import load_predictor
+from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
+from spino_core.pseudo.guard import claim_output_dir, heads_checksum, label_fingerprint
+from spino_core.training.train_heads import load_heads
+from tasks.retry import retry_unless_user_error
+
+
+@dataclass(frozen=True)
+class PseudoLabelPlan:
+    shards: list[list[str]]
+    fingerprint: dict[str, Any]
+    n_images: int
+
+
+@task(name="plan-pseudo-labels")
+def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
+    """Check heads and output folder once, before any shard starts (no races, early errors)."""
+    stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
+    heads = load_heads(cfg.paths.heads, expected_backbone=cfg.backbone)
+    fingerprint = label_fingerprint(
+        heads_id=heads_checksum(cfg.paths.heads),
+        pseudo=cfg.pseudo_label,
+        backbone=cfg.backbone,
+        input_hw=heads.input_size,
+    )
+    claim_output_dir(cfg.paths.pseudo, fingerprint)
+    return PseudoLabelPlan(plan_shards(stems, cfg.pseudo_label.n_shards), fingerprint, len(stems))
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def shard_device(device: str, shard_id: int) -> str:
+    """'auto' spreads shards over the visible GPUs (one per shard task), else CPU."""
+    if device != "auto":
+        return device
+    n = gpu_count()
+    return f"cuda:{shard_id % n}" if n else "cpu"
+
+
+@task(
+    name="label-shard",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_user_error,
+)
+def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[ManifestRow]:
+    """Label one shard on one device; finished images are skipped (resumable)."""
+    if not stems:
+        return []
+    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    device = shard_device(cfg.pseudo_label.device, shard_id)
+    loaded = load_predictor(cfg.paths.heads, cfg.backbone, device=device)
+    return label_shard(
+        shard_id,
+        stems,
+        dataset,
+        loaded.predict,
+        cfg.pseudo_label,
+        cfg.paths.pseudo,
+        input_hw=loaded.input_hw,
+    )
+
+
+@task(name="finalize-pseudo-labels")
+def finalize_pseudo_labels(
+    cfg: SpinoConfig, rows: list[ManifestRow], n_images: int
+) -> dict[str, Any]:
+    summary = finalize(
+        cfg.paths.pseudo,
+        rows,
+        n_images=n_images,
+        max_failed_fraction=cfg.pseudo_label.max_failed_fraction,
+    )
+    return summary.to_dict()

@@ -1,0 +1,66 @@
+"""Prefect task: quality report of a COCO-panoptic prediction set against ground truth."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from spino_core.config import SpinoConfig
+from spino_core.data.coco_panoptic import read_panoptic_json
+from spino_core.data.convert import convert_dataset_to_coco
+from spino_core.data.datasets import open_dataset
+from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
+from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.report import build_quality_report
+
+
+def report_against_ground_truth(
+    *,
+    cfg: SpinoConfig,
+    split: str,
+    pred_json: Path,
+    pred_dir: Path,
+    out_dir: Path,
+    title: str,
+    manifest: Path | None = None,
+    stems: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Convert the ground truth of the predicted images (a temporary COCO set), then report."""
+    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, split)
+    if stems is None:
+        pred = read_panoptic_json(pred_json, pred_dir)
+        stems = sorted(str(img["id"]) for img in pred.images)
+    stems = [s for s in stems if dataset.has_labels(s)]
+    with tempfile.TemporaryDirectory(prefix="spino-gt-") as tmp:
+        gt_json, gt_dir = Path(tmp) / "gt.json", Path(tmp) / "gt"
+        convert_dataset_to_coco(dataset, gt_json, gt_dir, stems=stems)
+        result = build_quality_report(
+            gt_json=gt_json,
+            gt_dir=gt_dir,
+            pred_json=pred_json,
+            pred_dir=pred_dir,
+            image_loader={s: dataset.image_path(s) for s in stems},
+            out_dir=out_dir,
+            manifest=manifest,
+            title=title,
+        )
+    return result
+
+
+@task(name="report-pseudo-labels")
+def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
+    pseudo = Path(cfg.paths.pseudo)
+    result = report_against_ground_truth(
+        cfg=cfg,
+        split=cfg.data.train_split,
+        pred_json=pseudo / PANOPTIC_JSON,
+        pred_dir=pseudo / PANOPTIC_DIR,
+        out_dir=Path(cfg.paths.pseudo_report),
+        title="Pseudo-label quality",
+        manifest=pseudo / MANIFEST,
+    )
+    return {"metrics": result["metrics"], "paths": {k: str(v) for k, v in result["paths"].items()}}
