@@ -1,0 +1,173 @@
+"""Panoptic inference with a trained student (``spino predict``), COCO-panoptic output.
+
+The network runs at its training input size; its three outputs are upsampled bilinearly
+to the image's own size (offsets scaled per axis) before Panoptic-DeepLab's center grouping
+(:func:`~spino_core.student.postprocess.panoptic_inference`), so segments are as sharp as
+the image. Images are resized to the input size exactly as the training views were
+(area when shrinking, bilinear when enlarging), then batched.
+
+Output folder::
+
+    panoptic/<stem>.png   COCO-panoptic PNG (segment id = R + 256 G + 256² B, 0 = void)
+    panoptic.json         images + annotations (image_id = stem) + Cityscapes categories
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from spino_core.config import StudentConfig
+from spino_core.data.cityscapes import read_rgb
+from spino_core.data.classes import THING_TRAIN_IDS
+from spino_core.data.coco_panoptic import (
+    segments_info_from_ids,
+    write_panoptic_json,
+    write_panoptic_png,
+)
+from spino_core.errors import SpinoError
+from spino_core.models.student import StudentModel
+from spino_core.pseudo.generate import panoptic_to_coco
+from spino_core.student.postprocess import panoptic_inference
+from spino_core.student.train import load_student, read_student_config
+from spino_core.training.train_heads import resolve_device
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+PANOPTIC_JSON, PANOPTIC_DIR = "panoptic.json", "panoptic"
+_CITYSCAPES_SUFFIX = "_leftImg8bit"  # stripped from stems, so ids match the ground truth's
+
+
+def _to_input(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(H0, W0, 3) uint8 -> (3, H, W) uint8 at the network input, as training resized it."""
+    h, w = size
+    if image.shape[:2] != (h, w):
+        shrink = h < image.shape[0] or w < image.shape[1]
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=interp)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def _panoptic(
+    outputs: dict[str, torch.Tensor], i: int, out_size: tuple[int, int], cfg: StudentConfig
+) -> np.ndarray:
+    """Image ``i`` of a batch of outputs (B, *, H, W) -> (H0, W0) int32 panoptic ids."""
+    h, w = outputs["semantic"].shape[-2:]
+    sem, ctr, off = (outputs[k][i : i + 1].float() for k in ("semantic", "center", "offset"))
+    if tuple(out_size) != (h, w):
+        sem, ctr, off = (
+            F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+            for x in (sem, ctr, off)
+        )
+        scale = torch.tensor([out_size[0] / h, out_size[1] / w], device=off.device)
+        off = off * scale.view(1, 2, 1, 1)  # (dy, dx) in pixels of the output grid
+    panoptic = panoptic_inference(
+        sem[0],
+        ctr[0],
+        off[0],
+        thing_ids=THING_TRAIN_IDS,
+        center_threshold=cfg.center_threshold,
+        nms_kernel=cfg.nms_kernel,
+        top_k=cfg.top_k,
+        stuff_area=cfg.stuff_area,
+    )
+    return panoptic.cpu().numpy().astype(np.int32)
+
+
+def predict_student(model: StudentModel, image: np.ndarray, cfg: StudentConfig) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) int32 panoptic: trainId*1000 + i (things, i >= 1),
+    trainId*1000 (stuff), -1 (void)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    device = next(model.heads.parameters()).device
+    x = _to_input(image, model.input_size)[None].to(device)
+    with torch.inference_mode():
+        outputs = model(x)
+        return _panoptic(outputs, 0, image.shape[:2], cfg)
+
+
+def list_images(images_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(stem, path) of every image under ``images_dir`` (recursive, sorted by path).
+
+    Hidden files (``.DS_Store``) are skipped; any other non-image file, an empty folder or
+    two images with the same stem is a SpinoError naming it.
+    """
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise SpinoError(f"{root}: images folder not found")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if bad:
+        raise SpinoError(
+            f"{bad[0]}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); move it out of {root}"
+        )
+    if not files:
+        raise SpinoError(f"{root}: no images to predict")
+    out: dict[str, Path] = {}
+    for path in files:
+        stem = path.stem.removesuffix(_CITYSCAPES_SUFFIX)
+        if stem in out:
+            raise SpinoError(f"{path}: same stem {stem!r} as {out[stem]}; rename one")
+        out[stem] = path
+    return list(out.items())
+
+
+def predict_folder(
+    model_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    batch_size: int = 4,
+    progress: bool = True,
+    model: StudentModel | None = None,
+) -> dict[str, Any]:
+    """Predict every image under ``images_dir`` into ``out_dir`` (module docstring).
+
+    PNGs are written atomically one by one and ``panoptic.json`` last. ``model`` reuses an
+    already loaded student (its config still comes from ``model_dir``). Returns a summary.
+    """
+    _, cfg = read_student_config(model_dir)
+    if model is None:
+        model = load_student(model_dir, resolve_device(device))
+    images = list_images(images_dir)
+    out = Path(out_dir)
+    dev = next(model.heads.parameters()).device
+    entries, annotations = [], []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
+    for start in range(0, len(images), batch_size):
+        chunk = [(stem, path, read_rgb(path)) for stem, path in images[start : start + batch_size]]
+        x = torch.stack([_to_input(img, model.input_size) for _, _, img in chunk]).to(dev)
+        with torch.inference_mode():
+            outputs = model(x)  # (B, *, H, W)
+            panoptics = [
+                _panoptic(outputs, i, img.shape[:2], cfg) for i, (*_, img) in enumerate(chunk)
+            ]
+        for (stem, path, img), panoptic in zip(chunk, panoptics, strict=True):
+            ids, category_of = panoptic_to_coco(panoptic)
+            png = f"{stem}.png"
+            write_panoptic_png(out / PANOPTIC_DIR / png, ids)
+            h, w = img.shape[:2]
+            entries.append({"id": stem, "file_name": path.name, "height": h, "width": w})
+            segments = segments_info_from_ids(ids, category_of)
+            annotations.append({"image_id": stem, "file_name": png, "segments_info": segments})
+        bar.update(len(chunk))
+    bar.close()
+    json_path = out / PANOPTIC_JSON
+    write_panoptic_json(json_path, entries, annotations)
+    seconds = time.perf_counter() - t0
+    return {
+        "n_images": len(images),
+        "seconds": seconds,
+        "seconds_per_image": seconds / len(images),
+        "panoptic_json": str(json_path),
+        "panoptic_dir": str(out / PANOPTIC_DIR),
+    }
