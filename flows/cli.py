@@ -16,7 +16,15 @@ from spino_core.errors import SpinoError
 
 # Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
 # flows.stages.STAGES is the source of truth and a test checks they agree.
-STAGE_NAMES = ("synth", "split", "train-heads", "pseudo-label", "report")
+STAGE_NAMES = (
+    "synth",
+    "split",
+    "train-heads",
+    "pseudo-label",
+    "report",
+    "train-student",
+    "evaluate",
+)
 
 
 def _prefect_env() -> None:
@@ -47,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         add_stage(name, f"run the {name} stage")
     add_stage("pipeline", "run every stage in order (one parent flow)")
 
+    pr = sub.add_parser("predict", help="panoptic inference with a trained student")
+    pr.add_argument(
+        "--model",
+        required=True,
+        help="student folder (models/student) or a registry URI (models:/spino-student@champion)",
+    )
+    pr.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    pr.add_argument("--out", required=True, help="output folder (COCO panoptic)")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--params", default="params.yaml", help="for the MLflow tracking URI")
+
     ev = sub.add_parser("evaluate-panoptic", help="PQ/SQ/RQ of any COCO-panoptic pair")
     ev.add_argument("--gt-json", required=True)
     ev.add_argument("--gt-dir", required=True)
@@ -75,11 +94,36 @@ def _evaluate_panoptic(args: argparse.Namespace) -> None:
         write_json_atomic(args.out, metrics)
 
 
+def _predict(args: argparse.Namespace) -> None:
+    model_dir = args.model
+    if model_dir.startswith("models:/"):
+        import mlflow
+
+        from spino_core.config import load_config
+
+        mlflow.set_tracking_uri(load_config(args.params).mlflow.tracking_uri)
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_dir)
+        except Exception as exc:
+            raise SpinoError(f"{model_dir}: cannot load from the MLflow registry ({exc})") from None
+        model_dir = f"{local}/artifacts/student"
+    from spino_core.student.predict import predict_folder
+
+    summary = predict_folder(model_dir, args.images, args.out, device=args.device)
+    print(
+        f"predicted {summary['n_images']} images in {summary['seconds']:.1f} s -> "
+        f"{summary['panoptic_json']}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "evaluate-panoptic":
             _evaluate_panoptic(args)
+            return 0
+        if args.command == "predict":
+            _predict(args)
             return 0
         _prefect_env()
         from spino_core.config import load_config

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flows.evaluate import evaluate_flow
 from flows.pseudo_label import pseudo_label_flow
 from flows.report import report_flow
 from flows.split import split_flow
 from flows.synth import synth_flow
 from flows.train_heads import train_heads_flow
+from flows.train_student import train_student_flow
 
 StageFlow = Callable[..., Any]
 
@@ -21,4 +23,6 @@ STAGES: dict[str, StageFlow] = {
     "train-heads": train_heads_flow,
     "pseudo-label": pseudo_label_flow,
     "report": report_flow,
+    "train-student": train_student_flow,
+    "evaluate": evaluate_flow,
 }

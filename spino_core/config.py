@@ -138,6 +138,10 @@ class HeadsConfig:
     steps: int = 500
     batch_size: int = 4
     n_views: int = 8  # augmented views per labelled image in the feature cache
+    # Random pixels per view where each loss is evaluated (null = every pixel): the MLPs
+    # at every pixel dominate CPU cost; a few thousand give the same expected loss.
+    semantic_points: int | None = 2048
+    boundary_points: int | None = 512
     cache: Literal["memory", "disk", "off"] = "memory"
     device: str = "auto"
     seed: int = 0
@@ -149,6 +153,9 @@ class HeadsConfig:
             _fail("heads.boundary_scale", f"must be in (0, 1], got {self.boundary_scale}")
         for key in ("input_height", "input_width", "steps", "batch_size", "n_views"):
             if getattr(self, key) < 1:
+                _fail(f"heads.{key}", f"must be >= 1, got {getattr(self, key)}")
+        for key in ("semantic_points", "boundary_points"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 _fail(f"heads.{key}", f"must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             _fail("heads.lr", f"must be > 0, got {self.lr}")

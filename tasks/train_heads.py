@@ -34,7 +34,15 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
     val_samples = [val.load(s) for s in val_stems] if val else []
 
     backbone = create_backbone(cfg.backbone)
-    result = train_heads(samples, val_samples, cfg.backbone, cfg.heads, backbone=backbone)
+    result = train_heads(
+        samples,
+        val_samples,
+        cfg.backbone,
+        cfg.heads,
+        backbone=backbone,
+        semantic_points=cfg.heads.semantic_points,
+        boundary_points=cfg.heads.boundary_points,
+    )
     save_heads(heads_dir, result, cfg.to_dict())
 
     preview = heads_preview(

@@ -19,6 +19,16 @@ TINY_HEADS = {
     "batch_size": 2,
     "n_views": 1,
 }
+TINY_STUDENT = {
+    "input_height": 56,
+    "input_width": 112,
+    "adapter_channels": 16,
+    "decoder_channels": 16,
+    "steps": 3,
+    "batch_size": 2,
+    "checkpoint_every": 2,
+    "stuff_area": 16,
+}
 TINY_PSEUDO = {
     "semantic_scales": [1],
     "boundary_scales": [1],
@@ -35,6 +45,7 @@ def _params(tmp_path: Path, **extra: dict) -> Path:
         "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
         "heads": TINY_HEADS,
         "pseudo_label": TINY_PSEUDO,
+        "student": TINY_STUDENT,
         "orchestration": {"task_runner": "threads", "n_workers": 2},
         **extra,
     }
@@ -65,7 +76,15 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     exp = client.get_experiment_by_name("spino")
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    stages = ("synth", "split", "train_heads", "pseudo_label", "report")
+    stages = (
+        "synth",
+        "split",
+        "train_heads",
+        "pseudo_label",
+        "report",
+        "train_student",
+        "evaluate",
+    )
     assert set(by_name) == {"pipeline", *stages}
     parent = by_name["pipeline"].info.run_id
     for stage in stages:
@@ -101,6 +120,17 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
         a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")
     ]
     assert "report/index.html" in report_artifacts
+
+    assert (tmp_path / "models" / "student" / "model.pt").is_file()
+    assert by_name["train_student"].data.params["student.steps"] == "3"
+    assert (tmp_path / "reports" / "student" / "metrics.json").is_file()
+    evaluation = result["evaluate"]
+    assert 0.0 <= evaluation["All"]["pq"] <= 1.0
+    registry = evaluation["registry"]
+    assert registry["version"] == 1 and registry["promoted"]
+    champion = client.get_model_version_by_alias("spino-student", "champion")
+    assert int(champion.version) == 1
+    assert float(champion.tags["pq"]) == pytest.approx(evaluation["All"]["pq"], abs=1e-6)
 
 
 def test_pseudo_label_rerun_resumes_and_refuses_another_config(

@@ -1,0 +1,29 @@
+"""Stage flow: evaluate the student, register it (``spino evaluate``, DVC ``evaluate``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.registry import register_student
+from flows.tracking import log_panoptic_report, stage_run
+from spino_core.config import load_config
+from tasks.evaluate import evaluate_student
+
+
+@flow(name="evaluate")
+def evaluate_flow(
+    params: str = "params.yaml", overrides: list[str] | None = None
+) -> dict[str, Any]:
+    cfg = load_config(params, overrides or [])
+    with stage_run(cfg, "evaluate", sections=["student", "data"]) as run:
+        out = evaluate_student(cfg)
+        metrics = out["metrics"]
+        if run is not None:
+            log_panoptic_report(mlflow, metrics, cfg.paths.student_report)
+            registry = register_student(cfg.paths.student, float(metrics["All"]["pq"]))
+            mlflow.log_dict(registry, "registry.json")
+            metrics = {**metrics, "registry": registry}
+    return metrics
