@@ -130,8 +130,7 @@ def create_backbone(cfg: BackboneConfig) -> DinoBackbone:
     elif cfg.weights == "hub":
         vit = _create_from_hub(cfg.name, kwargs)
     else:
-        vit = timm.create_model(cfg.name, pretrained=False, **kwargs)
-        _load_local(vit, cfg.name, Path(cfg.weights))
+        vit = _create_from_file(cfg.name, Path(cfg.weights), kwargs)
     return DinoBackbone(vit, cfg.name, cfg.blocks)
 
 
@@ -228,7 +227,13 @@ def _guess_name(desc: tuple[int, int, int, bool]) -> str:
     return f"vit_{size}_patch14{'_reg4' if reg else ''}_dinov2"
 
 
-def _load_local(vit: VisionTransformer, name: str, path: Path) -> None:
+def _create_from_file(name: str, path: Path, kwargs: dict) -> VisionTransformer:
+    """Read and check the file first, then build the model straight from its tensors.
+
+    The model is created on the meta device (no random init: seconds for ViT-g) and the
+    converted tensors are assigned to it with ``strict=True``, so every parameter comes
+    from the file; a bad file costs no model build.
+    """
     sd = _read_state_dict(path)
     where = f"backbone.weights: {path}"
     desc = _describe(sd)
@@ -237,6 +242,8 @@ def _load_local(vit: VisionTransformer, name: str, path: Path) -> None:
         raise SpinoError(
             f"{where}: not a ViT checkpoint (no patch_embed.proj.weight; first key {example!r})"
         )
+    with torch.device("meta"):
+        vit = timm.create_model(name, pretrained=False, **kwargs)
     want = (vit.embed_dim, len(vit.blocks), PATCH, vit.num_reg_tokens > 0)
     if desc != want:
         raise SpinoError(
@@ -245,7 +252,8 @@ def _load_local(vit: VisionTransformer, name: str, path: Path) -> None:
         )
     try:
         converted = checkpoint_filter_fn(dict(sd), vit)  # official DINOv2 keys -> timm keys
-        vit.load_state_dict(converted, strict=True)
+        converted = {k: v.float() if v.is_floating_point() else v for k, v in converted.items()}
+        vit.load_state_dict(converted, strict=True, assign=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = " ".join(lines[1:3])[:240] if len(lines) > 1 else lines[0][:240]
@@ -253,3 +261,4 @@ def _load_local(vit: VisionTransformer, name: str, path: Path) -> None:
             f"{where}: does not fit {name} ({detail}); checkpoint seems to be for "
             f"{_guess_name(desc)}"
         ) from None
+    return vit
