@@ -1,67 +1,24 @@
 """The stage flows for real: Prefect (temporary server), MLflow (SQLite), files on disk."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from spino_core.data.split import read_stem_list
 from spino_core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
-TINY_HEADS = {
-    "input_height": 56,
-    "input_width": 112,
-    "semantic_hidden": [32],
-    "boundary_hidden": [32],
-    "steps": 3,
-    "batch_size": 2,
-    "n_views": 1,
-}
-TINY_STUDENT = {
-    "input_height": 56,
-    "input_width": 112,
-    "adapter_channels": 16,
-    "decoder_channels": 16,
-    "steps": 3,
-    "batch_size": 2,
-    "checkpoint_every": 2,
-    "stuff_area": 16,
-}
-TINY_PSEUDO = {
-    "semantic_scales": [1],
-    "boundary_scales": [1],
-    "min_blob_px": 10,
-    "min_instance_px": 4,
-    "n_shards": 2,
-}
-
-
-def _params(tmp_path: Path, **extra: dict) -> Path:
-    params = {
-        "synth": {"n_train": 6, "n_val": 2, "height": 96, "width": 192, "seed": 3},
-        "split": {"k": 3, "strategy": "coverage", "seed": 0},
-        "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
-        "heads": TINY_HEADS,
-        "pseudo_label": TINY_PSEUDO,
-        "student": TINY_STUDENT,
-        "orchestration": {"task_runner": "threads", "n_workers": 2},
-        **extra,
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
 
 def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
-    tmp_path: Path, prefect_harness: None
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
 ) -> None:
     import mlflow
 
     from flows.pipeline import pipeline_flow
 
-    params = _params(tmp_path)
+    params = tiny_params(tmp_path)
     result = pipeline_flow(params=str(params))
 
     raw = tmp_path / "data" / "raw"
@@ -134,13 +91,13 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
 
 
 def test_pseudo_label_rerun_resumes_and_refuses_another_config(
-    tmp_path: Path, prefect_harness: None
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
 ) -> None:
     from flows.pipeline import pipeline_flow
     from flows.pseudo_label import pseudo_label_flow
     from spino_core.errors import SpinoError
 
-    params = str(_params(tmp_path, mlflow={"enabled": False}))
+    params = str(tiny_params(tmp_path, mlflow={"enabled": False}))
     pipeline_flow(params=params, stages=["synth", "split", "train-heads", "pseudo-label"])
     first = (tmp_path / "data" / "pseudo" / "panoptic.json").read_bytes()
     (tmp_path / "data" / "pseudo" / "segments" / f"{_first_png(tmp_path)}.json").unlink()
@@ -157,11 +114,13 @@ def _first_png(tmp_path: Path) -> str:
     return sorted((tmp_path / "data" / "pseudo" / "panoptic").glob("*.png"))[0].stem
 
 
-def test_split_flow_bad_k_fails_with_the_key_named(tmp_path: Path, prefect_harness: None) -> None:
+def test_split_flow_bad_k_fails_with_the_key_named(
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
+) -> None:
     from flows.split import split_flow
     from flows.synth import synth_flow
 
-    params = _params(tmp_path, mlflow={"enabled": False})
+    params = tiny_params(tmp_path, mlflow={"enabled": False})
     synth_flow(params=str(params))
     with pytest.raises(ConfigError, match=r"split\.k: 7 is larger than the 6 training images"):
         split_flow(params=str(params), overrides=["split.k=7"])
