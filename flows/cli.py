@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_stage(name, f"run the {name} stage")
     add_stage("pipeline", "run every stage in order (one parent flow)")
 
+    sv = sub.add_parser("serve", help="serve the pipeline on a cron schedule (Prefect)")
+    sv.add_argument("--params", default="params.yaml")
+    sv.add_argument("--cron", default="0 2 * * *", help="schedule (default: %(default)s)")
+    sv.add_argument("--name", default="spino-nightly", help="deployment name")
+
     pr = sub.add_parser("predict", help="panoptic inference with a trained student")
     pr.add_argument(
         "--model",
@@ -128,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _prefect_env()
         from spino_core.config import load_config
 
+        if args.command == "serve":
+            load_config(args.params)
+            from flows.serve import serve
+
+            serve(args.params, args.cron, args.name)
+            return 0
         load_config(args.params, args.overrides)  # bad params fail here, before Prefect starts
         if args.command == "pipeline":
             from flows.pipeline import pipeline_flow

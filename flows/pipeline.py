@@ -6,6 +6,7 @@ from typing import Any
 
 import mlflow
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from flows.stages import STAGES
 from flows.tracking import check_tracking
@@ -33,4 +34,29 @@ def pipeline_flow(
     with mlflow.start_run(run_name="pipeline"):
         for name in names:
             results[name] = STAGES[name](params=params, overrides=overrides)
+    _publish_summary(results, cfg.paths.pseudo_report, cfg.paths.student_report)
     return results
+
+
+def _publish_summary(results: dict[str, Any], *reports: str) -> None:
+    """A markdown artifact on the flow run: PQ/SQ/RQ/mIoU per evaluated stage + report links."""
+    rows = []
+    for stage in ("report", "evaluate"):
+        m = results.get(stage)
+        if isinstance(m, dict) and "All" in m:
+            rows.append(
+                f"| {stage} | {m['All']['pq']:.3f} | {m['All']['sq']:.3f} | {m['All']['rq']:.3f} "
+                f"| {m['Things']['pq']:.3f} | {m['Stuff']['pq']:.3f} | {m.get('miou') or 0:.3f} |"
+            )
+    if not rows:
+        return
+    table = "\n".join(
+        [
+            "| stage | PQ | SQ | RQ | PQ things | PQ stuff | mIoU |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            *(f"- report: `{r}/index.html`" for r in reports),
+        ]
+    )
+    create_markdown_artifact(table, key="spino-metrics", description="SPINO pipeline metrics")

@@ -109,3 +109,15 @@ def test_evaluate_panoptic_cli_bad_input_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert "missing.json" in err and err.count("\n") == 1
+
+
+def test_prefect_yaml_entrypoint_is_the_pipeline_flow() -> None:
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    assert deployment["schedules"][0]["cron"]
+    flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+    assert flow.name == "spino-pipeline"
+    assert set(deployment["parameters"]) <= set(flow.parameters.properties)
