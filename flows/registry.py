@@ -27,7 +27,7 @@ class StudentPyfunc(PythonModel):
         self._cfg = read_student_config(context.artifacts["student"])[1]
         self._model = load_student(context.artifacts["student"])
 
-    def predict(self, context, model_input: list[Any], params=None):
+    def predict(self, context, model_input, params=None):
         from spino_core.student.predict import predict_student
 
         return [predict_student(self._model, img, self._cfg) for img in model_input]

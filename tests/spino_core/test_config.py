@@ -74,3 +74,12 @@ def test_config_is_frozen_and_serialisable() -> None:
         cfg.split.k = 3  # type: ignore[misc]
     d = cfg.to_dict()
     assert d["split"]["k"] == 10 and d["heads"]["semantic_hidden"] == [300, 300, 200]
+
+
+def test_cityscapes_params_are_the_paper_configuration() -> None:
+    cfg = load_config(REPO / "params.cityscapes.yaml")
+    assert cfg.backbone.name == "vit_base_patch14_dinov2.lvd142m"
+    assert cfg.backbone.weights == "hub"
+    assert cfg.pseudo_label.semantic_scales == [1, 2, 3]
+    assert cfg.pseudo_label.boundary_scales == [3, 4, 5]
+    assert cfg.split.k == 10
