@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 
-from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.atomic import write_json_atomic
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
@@ -17,6 +15,7 @@ from spino_core.models.backbone import create_backbone
 from spino_core.report.overlays import write_png_rgb
 from spino_core.training.preview import heads_preview
 from spino_core.training.train_heads import save_heads, train_heads
+from tasks.outputs import write_history_csv
 
 
 @task(name="train-label-heads")
@@ -50,12 +49,7 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
     write_json_atomic(metrics_dir / "heads.json", result.metrics)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["step", *result.history])
-    for step, values in enumerate(zip(*result.history.values(), strict=True)):
-        writer.writerow([step, *(f"{v:.6g}" for v in values)])
-    write_text_atomic(metrics_dir / "heads_history.csv", buf.getvalue())
+    write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {
         "metrics": result.metrics,
         "history": result.history,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 
-from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.atomic import write_json_atomic
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, read_stem_list
@@ -17,6 +15,7 @@ from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.train import train_student
+from tasks.outputs import write_history_csv
 
 
 @task(name="train-student")
@@ -29,10 +28,5 @@ def train_student_model(cfg: SpinoConfig) -> dict[str, Any]:
     result = train_student(pseudo, gt, cfg.backbone, cfg.student, cfg.paths.student)
     metrics_dir = Path(cfg.paths.metrics)
     write_json_atomic(metrics_dir / "student_train.json", result.metrics)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["step", *result.history])
-    for step, values in enumerate(zip(*result.history.values(), strict=True)):
-        writer.writerow([step, *(f"{v:.6g}" for v in values)])
-    write_text_atomic(metrics_dir / "student_history.csv", buf.getvalue())
+    write_history_csv(metrics_dir / "student_history.csv", result.history)
     return {"metrics": result.metrics, "history": result.history}
