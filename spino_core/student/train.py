@@ -42,6 +42,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from spino_core.atomic import atomic_path, write_json_atomic
+from spino_core.checkpoints import read_checkpoint
 from spino_core.config import BackboneConfig, StudentConfig
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
 from spino_core.data.sample import Sample
@@ -161,14 +162,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SpinoError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to start over"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise SpinoError(f"{path}: not a student checkpoint ({CKPT_FORMAT}); delete it")
+    ckpt = read_checkpoint(
+        path, fmt=CKPT_FORMAT, what="student checkpoint", fix="delete it to start over"
+    )
     changed = _changes(ckpt["fingerprint"], fingerprint)
     if changed:
         raise SpinoError(
@@ -380,14 +376,9 @@ def load_student(
     directory = Path(directory)
     backbone_cfg, cfg = read_student_config(directory)
     path = directory / MODEL
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SpinoError(
-            f"{path}: unreadable student weights ({type(exc).__name__}); retrain"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise SpinoError(f"{path}: not a student model ({MODEL_FORMAT}); retrain the student")
+    payload = read_checkpoint(
+        path, fmt=MODEL_FORMAT, what="student model", fix="retrain the student"
+    )
     model = create_student(backbone_cfg, cfg, backbone=backbone)
     try:
         model.heads.load_state_dict(payload["state_dict"])

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import trange
 
 from spino_core.atomic import atomic_path
+from spino_core.checkpoints import read_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASSES
 from spino_core.data.sample import Sample
@@ -349,15 +350,7 @@ def save_heads(
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpinoError(f"{path}: not found; run the train-heads stage first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SpinoError(
-            f"{path}: unreadable heads checkpoint ({type(exc).__name__}); retrain"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise SpinoError(f"{path}: not a SPINO heads checkpoint ({FORMAT}); retrain the heads")
-    return payload
+    return read_checkpoint(path, fmt=FORMAT, what="SPINO heads checkpoint", fix="retrain the heads")
 
 
 def load_heads(
