@@ -24,16 +24,6 @@ SIZE = (56, 112)
 CFG = StudentConfig(input_height=56, input_width=112, batch_size=3, center_sigma=4.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: with the 2 cores shared by other processes, 2 OpenMP threads
-    were measured ~30x slower (spin-waiting) than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(("n_pseudo", "n_gt", "batch_size"), [(10, 3, 4), (7, 1, 2), (2, 5, 4)])
 def test_every_batch_has_exactly_one_gt(n_pseudo, n_gt, batch_size):
     sampler = MixedBatchSampler(n_pseudo, n_gt, batch_size, seed=0)

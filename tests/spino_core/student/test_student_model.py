@@ -14,16 +14,6 @@ BACKBONE = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="rand
 STUDENT = StudentConfig(input_height=56, input_width=112, adapter_channels=32, decoder_channels=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: with the 2 cores shared by other processes, 2 OpenMP threads
-    were measured ~30x slower (spin-waiting) than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def backbone():
     torch.manual_seed(0)

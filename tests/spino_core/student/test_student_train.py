@@ -39,16 +39,6 @@ STUDENT = StudentConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: with the 2 cores shared by other processes, 2 OpenMP threads
-    were measured ~30x slower (spin-waiting) than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def backbone():
     torch.manual_seed(STUDENT.seed)  # what create_student does for a random backbone
