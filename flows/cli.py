@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spino", description="SPINO few-shot panoptic pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_stage(name: str, help_text: str) -> None:
+    def add_stage(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
         p.add_argument(
@@ -50,10 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a param, e.g. -S split.k=5 (repeatable)",
         )
+        return p
 
     for name in STAGE_NAMES:
         add_stage(name, f"run the {name} stage")
-    add_stage("pipeline", "run every stage in order (one parent flow)")
+    pl = add_stage("pipeline", "run every stage in order (one parent flow)")
+    pl.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="rerun every stage (default: skip stages whose inputs and outputs are unchanged)",
+    )
 
     sv = sub.add_parser("serve", help="serve the pipeline on a cron schedule (Prefect)")
     sv.add_argument("--params", default="params.yaml")
@@ -139,11 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve(args.params, args.cron, args.name)
             return 0
-        load_config(args.params, args.overrides)  # bad params fail here, before Prefect starts
+        cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
+        from flows.tracking import check_tracking
+
+        check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
         if args.command == "pipeline":
             from flows.pipeline import pipeline_flow
 
-            pipeline_flow(params=args.params, overrides=args.overrides)
+            pipeline_flow(params=args.params, overrides=args.overrides, use_cache=args.use_cache)
         else:
             from flows.stages import STAGES
 

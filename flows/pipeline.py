@@ -1,16 +1,63 @@
-"""The parent flow: every stage in order, as subflows, under one MLflow parent run."""
+"""The parent flow: every stage in order, as subflows, under one MLflow parent run.
+
+Each stage runs inside a Prefect task whose cache key is the stage's inputs
+(:mod:`flows.stage_cache`): a rerun with nothing changed returns the stored results at once,
+and a changed parameter or input file reruns that stage and everything downstream of it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import mlflow
-from prefect import flow
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
 
+from flows.stage_cache import input_key, outputs_match, stage_spec, write_stamp
 from flows.stages import STAGES
 from flows.tracking import check_tracking
-from spino_core.config import load_config
+from spino_core.config import SpinoConfig, load_config
+
+
+def _stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return f"spino-stage-{parameters['stage']}-{parameters['key']}"
+
+
+@task(
+    name="stage",
+    task_run_name="{stage}",
+    cache_key_fn=_stage_key,
+    persist_result=True,
+)
+def run_stage(stage: str, params: str, overrides: list[str], key: str) -> Any:
+    """One stage's subflow; ``key`` (its inputs) is what Prefect caches the result under."""
+    return STAGES[stage](params=params, overrides=overrides)
+
+
+def _run_stages(
+    cfg: SpinoConfig, params: str, overrides: list[str], names: list[str], use_cache: bool
+) -> tuple[dict[str, Any], list[str]]:
+    results: dict[str, Any] = {}
+    cached: list[str] = []
+    logger = get_run_logger()
+    for name in names:
+        if not use_cache:
+            results[name] = STAGES[name](params=params, overrides=overrides)
+            continue
+        spec = stage_spec(name, cfg)
+        key = input_key(spec, cfg)  # after the stages before it ran: their outputs count
+        fresh = not outputs_match(params, spec, key)
+        state = run_stage.with_options(refresh_cache=fresh)(
+            stage=name, params=params, overrides=overrides, key=key, return_state=True
+        )
+        results[name] = state.result()  # raises the stage's error: the flow run fails
+        if state.name == "Cached":
+            cached.append(name)
+            logger.info("stage %s: inputs unchanged, outputs intact -> skipped (cached)", name)
+        else:
+            write_stamp(params, spec, key)
+    return results, cached
 
 
 @flow(name="spino-pipeline")
@@ -18,27 +65,31 @@ def pipeline_flow(
     params: str = "params.yaml",
     overrides: list[str] | None = None,
     stages: list[str] | None = None,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
-    cfg = load_config(params, overrides or [])  # fail on bad params before any stage runs
+    """Run ``stages`` (default: all) in order; ``use_cache=False`` reruns every one."""
+    overrides = list(overrides or [])
+    cfg = load_config(params, overrides)  # fail on bad params before any stage runs
     names = stages or list(STAGES)
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    results: dict[str, Any] = {}
+    if use_cache:
+        for name in names:
+            stage_spec(name, cfg)  # dvc.yaml readable and in step with the stage table
     if not cfg.mlflow.enabled:
-        for name in names:
-            results[name] = STAGES[name](params=params, overrides=overrides)
-        return results
-    check_tracking(cfg.mlflow)
-    mlflow.set_experiment(cfg.mlflow.experiment)
-    with mlflow.start_run(run_name="pipeline"):
-        for name in names:
-            results[name] = STAGES[name](params=params, overrides=overrides)
-    _publish_summary(results, cfg.paths.pseudo_report, cfg.paths.student_report)
+        results, cached = _run_stages(cfg, params, overrides, names, use_cache)
+    else:
+        check_tracking(cfg.mlflow)
+        mlflow.set_experiment(cfg.mlflow.experiment)
+        with mlflow.start_run(run_name="pipeline"):
+            results, cached = _run_stages(cfg, params, overrides, names, use_cache)
+            mlflow.set_tag("spino.cached_stages", ",".join(cached) or "-")
+    _publish_summary(results, cached, cfg.paths.pseudo_report, cfg.paths.student_report)
     return results
 
 
-def _publish_summary(results: dict[str, Any], *reports: str) -> None:
+def _publish_summary(results: dict[str, Any], cached: list[str], *reports: str) -> None:
     """A markdown artifact on the flow run: PQ/SQ/RQ/mIoU per evaluated stage + report links."""
     rows = []
     for stage in ("report", "evaluate"):
@@ -57,6 +108,7 @@ def _publish_summary(results: dict[str, Any], *reports: str) -> None:
             *rows,
             "",
             *(f"- report: `{r}/index.html`" for r in reports),
+            f"- skipped (inputs unchanged, cached): {', '.join(cached) or 'none'}",
         ]
     )
     create_markdown_artifact(table, key="spino-metrics", description="SPINO pipeline metrics")

@@ -2,8 +2,10 @@
 
 The registered model wraps the student folder (``model.pt`` + ``config.json``) as a pyfunc
 artifact, so ``mlflow.pyfunc.load_model("models:/spino-student@champion")`` gives a model
-whose ``predict`` takes (H, W, 3) uint8 RGB images and returns panoptic maps. The alias
-moves only when the new version's PQ is higher than the champion's.
+whose ``predict`` takes a (N, H, W, 3) uint8 RGB batch and returns (N, H, W) int32 panoptic
+maps (``trainId * 1000 + instance``, stuff ``trainId * 1000``, void -1): that contract is
+the model's signature, logged with an input example, so serving tools can check inputs. The
+alias moves only when the new version's PQ is higher than the champion's.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
+from mlflow.types import Schema, TensorSpec
 
 MODEL_NAME = "spino-student"
 ALIAS = "champion"
+SIGNATURE = ModelSignature(
+    inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "images")]),
+    outputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1, -1), "panoptic")]),
+)
 
 
 class StudentPyfunc(PythonModel):
-    """pyfunc wrapper: list of (H, W, 3) uint8 RGB images -> list of (H, W) int32 maps."""
+    """pyfunc wrapper: (N, H, W, 3) uint8 RGB images -> (N, H, W) int32 panoptic maps."""
 
     def load_context(self, context: Any) -> None:
         from spino_core.student.train import load_student, read_student_config
@@ -30,7 +39,8 @@ class StudentPyfunc(PythonModel):
     def predict(self, context, model_input, params=None):
         from spino_core.student.predict import predict_student
 
-        return [predict_student(self._model, img, self._cfg) for img in model_input]
+        images = model_input["images"] if isinstance(model_input, dict) else model_input
+        return np.stack([predict_student(self._model, img, self._cfg) for img in images])
 
 
 def register_student(student_dir: str, pq: float) -> dict[str, Any]:
@@ -43,6 +53,8 @@ def register_student(student_dir: str, pq: float) -> dict[str, Any]:
         artifacts={"student": str(Path(student_dir))},
         code_paths=[str(Path(spino_core.__file__).parent)],
         pip_requirements=["torch", "timm", "numpy", "opencv-python-headless", "pyyaml"],
+        signature=SIGNATURE,
+        input_example=np.zeros((1, 28, 56, 3), dtype=np.uint8),
     )
     version = mlflow.register_model(info.model_uri, MODEL_NAME)
     client = mlflow.MlflowClient()

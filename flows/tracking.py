@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
 
@@ -46,6 +47,11 @@ def check_tracking(cfg: MlflowConfig) -> None:
                 f"params: mlflow.tracking_uri: directory {db.parent} does not exist; create it "
                 "or point the URI elsewhere"
             )
+        if db.exists() and not db.is_file():
+            raise ConfigError(
+                f"params: mlflow.tracking_uri: {db} is not a file; point the URI at a "
+                "database file (it is created if missing)"
+            )
         if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise ConfigError(f"params: mlflow.tracking_uri: {db} is not writable")
     elif not uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql")):
@@ -72,14 +78,29 @@ def _experiment_id(cfg: MlflowConfig) -> str:
         ) from exc
 
 
+RESOLVED_CONFIG = "resolved_config.json"
+
+
+def save_resolved_config(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> Path:
+    """Write the config a stage ran with next to its outputs (what produced these files?)."""
+    path = Path(out_dir) / RESOLVED_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"stage": stage, "config": cfg.to_dict()})
+    return path
+
+
 @contextlib.contextmanager
-def stage_run(cfg: SpinoConfig, stage: str, sections: Sequence[str]) -> Iterator[Any]:
+def stage_run(
+    cfg: SpinoConfig, stage: str, sections: Sequence[str], out_dir: str | os.PathLike[str]
+) -> Iterator[Any]:
     """An MLflow run for one stage (nested when a pipeline run is active), or ``None``.
 
-    Logs the params of the sections the stage reads and the whole resolved config.
+    Logs the params of the sections the stage reads and the whole resolved config; when the
+    stage's body succeeds, the resolved config is also saved as ``out_dir/resolved_config.json``.
     """
     if not cfg.mlflow.enabled:
         yield None
+        save_resolved_config(cfg, stage, out_dir)
         return
     import mlflow
 
@@ -90,8 +111,9 @@ def stage_run(cfg: SpinoConfig, stage: str, sections: Sequence[str]) -> Iterator
         mlflow.set_tag("spino.stage", stage)
         params = {k: str(v)[:500] for k, v in flatten_params(cfg, sections).items()}
         mlflow.log_params(params)
-        mlflow.log_dict(cfg.to_dict(), "config/resolved_config.json")
+        mlflow.log_dict(cfg.to_dict(), f"config/{RESOLVED_CONFIG}")
         yield run
+        save_resolved_config(cfg, stage, out_dir)
 
 
 def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str) -> None:

@@ -45,12 +45,17 @@ from spino_core.data.datasets import Dataset
 from spino_core.errors import DataError, SpinoError
 from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic
 from spino_core.inference.multiscale import PredictFn, multiscale_predict
-from spino_core.pseudo.guard import FORMAT, PANOPTIC_DIR, SEGMENTS_DIR, claim_output_dir
+from spino_core.pseudo.guard import (
+    FORMAT,
+    MANIFEST,
+    PANOPTIC_DIR,
+    PANOPTIC_JSON,
+    SEGMENTS_DIR,
+    claim_output_dir,
+)
 
 log = logging.getLogger(__name__)
 
-PANOPTIC_JSON = "panoptic.json"
-MANIFEST = "manifest.parquet"
 
 _TRAIN_TO_LABEL = train_to_label_lut()
 _THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)

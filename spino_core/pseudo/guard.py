@@ -2,7 +2,9 @@
 
 ``config.json`` records everything that changes the labels (heads checkpoint, backbone,
 input size, pseudo-label parameters). Resuming or adding shards with another configuration
-would silently mix two sets of labels, so :func:`claim_output_dir` refuses it.
+would silently mix two sets of labels, so :func:`claim_output_dir` refuses it. A *finished*
+folder (``manifest.parquet``, written last, is there) is the output of a completed run; a run
+with another configuration replaces it whole, as ``dvc repro`` would.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ FORMAT = "spino-pseudo/1"
 CONFIG_FILE = "config.json"
 PANOPTIC_DIR = "panoptic"
 SEGMENTS_DIR = "segments"
+PANOPTIC_JSON = "panoptic.json"
+MANIFEST = "manifest.parquet"  # written last: its presence marks a finished run
 
 
 def heads_checksum(heads_dir: str | os.PathLike[str]) -> str:
@@ -59,8 +65,9 @@ def label_fingerprint(
 def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any]) -> None:
     """Write ``config.json`` in a new folder, or check it against ``fingerprint``.
 
-    Refuses (SpinoError) a folder made with another configuration, or holding labels with no
-    ``config.json``: mixing two configurations' labels would go unnoticed downstream.
+    Refuses (SpinoError) an unfinished folder of another configuration, or one holding labels
+    with no ``config.json``: mixing two configurations' labels would go unnoticed downstream.
+    A finished folder of another configuration is emptied and claimed.
     """
     out = Path(out_dir)
     path = out / CONFIG_FILE
@@ -71,17 +78,29 @@ def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, 
             have = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise SpinoError(f"{path}: unreadable configuration fingerprint; {fix}") from None
-        if have != want:
+        if have != want and (out / MANIFEST).is_file():
+            _clear(out)  # a finished run of another configuration: superseded
+        elif have != want:
             a, b = _flatten(have), _flatten(want)
             diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
             raise SpinoError(
-                f"{out}: holds pseudo-labels of another configuration ({', '.join(diff[:5])} "
-                f"differ); {fix}"
+                f"{out}: holds unfinished pseudo-labels of another configuration "
+                f"({', '.join(diff[:5])} differ); rerun with that configuration to finish "
+                f"them, or {fix}"
             )
-        return
+        else:
+            return
     if any(any((out / d).glob("*")) for d in (PANOPTIC_DIR, SEGMENTS_DIR)):
         raise SpinoError(f"{out}: holds pseudo-labels but no {CONFIG_FILE} (unknown config); {fix}")
     write_json_atomic(path, want)
+
+
+def _clear(out: Path) -> None:
+    """Empty ``out``: renamed away whole first, so a crash leaves it old or empty, never mixed."""
+    trash = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+    os.rename(out, trash / out.name)
+    out.mkdir()
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -10,7 +10,8 @@ Outputs in ``out_dir``:
 A rerun with ``resume=True`` continues from ``checkpoint.pt`` at its step; since every
 random draw is a function of ``(seed, step)`` and all states are restored, it ends with the
 same weights as an uninterrupted run (bit for bit on CPU). A checkpoint made with other
-hyper-parameters or data is refused, naming what changed.
+hyper-parameters or data is refused while unfinished, naming what changed; a finished run
+with other settings is replaced by the new one (its outputs are superseded, as under DVC).
 
 Multi-GPU: under torchrun (``WORLD_SIZE`` > 1, ``LOCAL_RANK`` set) each process trains a
 DDP replica of the trainable heads on its own share of the mixed batches (rank r takes batch
@@ -161,15 +162,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to resume from; None when a *finished* run with other settings left it.
+
+    A finished run's files are the output of that run: a new run with other settings
+    replaces them (as ``dvc repro`` does). An unfinished one with other settings is refused:
+    resuming it would mix two runs, and starting over would throw away its work unasked.
+    """
     ckpt = read_checkpoint(
         path, fmt=CKPT_FORMAT, what="student checkpoint", fix="delete it to start over"
     )
     changed = _changes(ckpt["fingerprint"], fingerprint)
+    finished = int(ckpt["step"]) >= int(ckpt["fingerprint"]["student"]["steps"])
+    if changed and finished:
+        return None
     if changed:
         raise SpinoError(
-            f"{path}: cannot resume, the run changed: {'; '.join(changed)}; restore those "
-            f"settings, or delete the checkpoint (or resume=False) to start over"
+            f"{path}: cannot resume the unfinished run, it changed: {'; '.join(changed)}; "
+            f"restore those settings, or delete the checkpoint (or resume=False) to start over"
         )
     return ckpt
 
@@ -237,8 +247,8 @@ def _train(
     history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS}
     start = 0
     ckpt_path = out / CHECKPOINT
-    if run.resume and ckpt_path.is_file():
-        ckpt = _load_checkpoint(ckpt_path, fingerprint)
+    ckpt = _load_checkpoint(ckpt_path, fingerprint) if run.resume and ckpt_path.is_file() else None
+    if ckpt is not None:
         model.heads.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])

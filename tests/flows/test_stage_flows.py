@@ -106,8 +106,14 @@ def test_pseudo_label_rerun_resumes_and_refuses_another_config(
     assert summary["n_resumed"] == 2 and summary["n_ok"] == 3  # one redone, two skipped
     assert (tmp_path / "data" / "pseudo" / "panoptic.json").read_bytes() == first
 
-    with pytest.raises(SpinoError, match="another configuration"):
+    (tmp_path / "data" / "pseudo" / "manifest.parquet").unlink()  # as if cut before the end
+    with pytest.raises(SpinoError, match="unfinished pseudo-labels of another configuration"):
         pseudo_label_flow(params=params, overrides=["pseudo_label.min_blob_px=99"])
+    summary = pseudo_label_flow(params=params)  # the same configuration finishes it
+    assert summary["n_resumed"] == 3
+    # a finished folder is superseded by a run with another configuration (as under DVC)
+    other = pseudo_label_flow(params=params, overrides=["pseudo_label.min_blob_px=99"])
+    assert other["n_resumed"] == 0 and other["n_ok"] == 3
 
 
 def _first_png(tmp_path: Path) -> str:

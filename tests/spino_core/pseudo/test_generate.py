@@ -241,6 +241,26 @@ def test_a_folder_of_another_configuration_is_refused(raw_root: Path, tmp_path: 
     assert not (out / "panoptic").exists()
 
 
+def test_a_finished_folder_of_another_configuration_is_replaced(
+    raw_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pseudo"
+    ds = open_dataset("cityscapes", raw_root, "train")
+    kw = {"input_hw": INPUT_HW, "progress": False}
+    rows = label_shard(
+        0, ds.stems[:2], ds, ColourPredictor(), CFG, out, **kw, fingerprint=_fingerprint()
+    )
+    finalize(out, rows, n_images=2, max_failed_fraction=0.0)  # finished: manifest written
+    (out / "resolved_config.json").write_text("{}")  # anything else of that run goes too
+    changed = _fingerprint(dataclasses.replace(CFG, boundary_threshold=0.6))
+    claim_output_dir(out, changed)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert (
+        json.loads((out / "config.json").read_text())["pseudo_label"]["boundary_threshold"] == 0.6
+    )
+    assert not list(tmp_path.glob("pseudo.old-*"))  # the old run's folder is deleted
+
+
 def test_labels_without_a_fingerprint_are_refused(raw_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "pseudo"
     ds = open_dataset("cityscapes", raw_root, "train")

@@ -4,6 +4,7 @@ changed run, saves / loads, predicts COCO-panoptic folders."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import cv2
@@ -94,7 +95,9 @@ def test_resume_equals_uninterrupted_run(data, backbone, trained, tmp_path):
 def test_resume_refuses_changed_hyper_parameters(data, backbone, trained, tmp_path):
     _, _, pseudo, gt = data
     out, _ = trained
-    shutil.copy(out / CHECKPOINT, tmp_path / CHECKPOINT)
+    kw = {"progress": False, "backbone": backbone}
+    cut = train_student(pseudo, gt, BACKBONE, STUDENT, tmp_path, stop_after=10, **kw)
+    assert not cut.completed  # an unfinished run: changed settings are refused
     changed = dataclasses.replace(STUDENT, lr=1e-3, center_weight=10.0, checkpoint_every=5)
     with pytest.raises(SpinoError, match=r"student\.center_weight: 20\.0 -> 10\.0") as err:
         train_student(pseudo, gt, BACKBONE, changed, tmp_path, progress=False, backbone=backbone)
@@ -109,8 +112,13 @@ def test_resume_refuses_changed_hyper_parameters(data, backbone, trained, tmp_pa
         )
         train_student(fewer, gt, BACKBONE, STUDENT, tmp_path, progress=False, backbone=backbone)
     # a finished checkpoint "resumes" to the end at once
-    done = train_student(pseudo, gt, BACKBONE, STUDENT, tmp_path, progress=False, backbone=backbone)
+    shutil.copy(out / CHECKPOINT, tmp_path / CHECKPOINT)
+    done = train_student(pseudo, gt, BACKBONE, STUDENT, tmp_path, **kw)
     assert done.metrics["resumed_from_step"] == 20 and len(done.history["loss"]) == 20
+    # and a finished run is superseded by one with other settings: it starts over
+    again = train_student(pseudo, gt, BACKBONE, changed, tmp_path, **kw)
+    assert again.completed and again.metrics["resumed_from_step"] == 0
+    assert json.loads((tmp_path / CONFIG).read_text())["student"]["center_weight"] == 10.0
 
 
 def test_saved_student_reloads_and_predicts(data, backbone, trained):
