@@ -86,6 +86,10 @@ def test_repro_twice_is_a_noop_and_a_param_reruns_only_its_stages(
     assert len((repo_copy / "data/split/labelled.txt").read_text().split()) == 3
 
 
+def _json(out: str) -> dict:
+    return json.JSONDecoder().raw_decode(out)[0]
+
+
 def _commit(repo: Path) -> None:
     ident = ["-c", "user.name=spino-test", "-c", "user.email=test@example.com"]
     _run(["git", "add", "-A"], repo)
@@ -145,3 +149,15 @@ def test_killed_repro_reruns_to_complete_outputs(repo_copy: Path, prefect_harnes
     assert not {"synth", "split", "train_heads"} & set(status)
     leftovers = [p for p in repo_copy.rglob("*") if ".tmp" in p.name and ".dvc" not in p.parts]
     assert leftovers == []
+
+    # the declared metrics and plots work with DVC's own commands
+    # (stderr, appended after the JSON, names the metrics of stages not run here)
+    metrics = _json(_run(["dvc", "metrics", "show", "--json"], repo_copy))
+    heads = metrics[""]["data"]["metrics/heads.json"]["data"]
+    assert 0.0 <= heads["val_miou"] <= 1.0
+    _commit(repo_copy)
+    (repo_copy / "metrics/heads.json").write_text(json.dumps({**heads, "val_miou": 0.5}))
+    diff = _json(_run(["dvc", "metrics", "diff", "--json"], repo_copy))
+    assert diff["metrics/heads.json"]["val_miou"]["new"] == 0.5
+    _run(["dvc", "plots", "show", "-o", "plots_out"], repo_copy)
+    assert "heads_history" in (repo_copy / "plots_out/index.html").read_text()
