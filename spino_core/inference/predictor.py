@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import BackboneConfig
+from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import PredictFn
-from spino_core.models.backbone import create_backbone, snap_to_patch
+from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
 from spino_core.training.train_heads import load_heads, resolve_device
 
 __all__ = ["LoadedPredictor", "TorchPredictor", "load_predictor"]
@@ -94,16 +95,28 @@ class LoadedPredictor:
 
 
 def load_predictor(
-    heads_dir: str | os.PathLike[str], backbone_cfg: BackboneConfig, device: str = "auto"
+    heads_dir: str | os.PathLike[str],
+    backbone_cfg: BackboneConfig,
+    device: str = "auto",
+    *,
+    backbone: DinoBackbone | None = None,
 ) -> LoadedPredictor:
-    """Build the backbone named by ``backbone_cfg`` and the heads saved in ``heads_dir``.
+    """Build the backbone named by ``backbone_cfg`` (or reuse ``backbone``) and the heads.
 
     ``load_heads`` refuses heads trained on another backbone or blocks. The boundary head
     runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
     """
     loaded = load_heads(heads_dir, expected_backbone=backbone_cfg)
+    if backbone is not None and (backbone.name, backbone.blocks) != (
+        backbone_cfg.name,
+        list(backbone_cfg.blocks),
+    ):
+        raise SpinoError(
+            f"load_predictor: the given backbone is {backbone.name} blocks {backbone.blocks}, "
+            f"but the config says {backbone_cfg.name} blocks {backbone_cfg.blocks}"
+        )
     predictor = TorchPredictor(
-        create_backbone(backbone_cfg),
+        backbone if backbone is not None else create_backbone(backbone_cfg),
         loaded.heads.semantic,
         loaded.heads.boundary,
         resolve_device(device),
