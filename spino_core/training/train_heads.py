@@ -10,6 +10,7 @@ computed once (:mod:`spino_core.training.feature_cache`). Adam + cosine schedule
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
-from spino_core.atomic import atomic_path
+from spino_core.atomic import write_bytes_atomic
 from spino_core.checkpoints import read_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASSES
@@ -320,14 +321,21 @@ class LoadedHeads:
     config: dict[str, Any]
 
 
+_LOCATION_SECTIONS = ("paths", "mlflow")
+
+
 def save_heads(
     directory: str | os.PathLike[str], result: HeadsResult, config: dict[str, Any]
 ) -> None:
     """Write ``semantic.pt`` and ``boundary.pt`` (state dicts + metadata), each atomically.
 
     Only tensors and plain Python values are stored, so :func:`load_heads` can read them
-    with ``torch.load(weights_only=True)``. ``config`` is the resolved run config.
+    with ``torch.load(weights_only=True)``. ``config`` is the resolved run config, stored
+    without its machine-specific sections (``paths``, ``mlflow``): the files' bytes are the
+    heads' identity (:func:`~spino_core.pseudo.guard.heads_checksum`), which must not change
+    when the project folder moves.
     """
+    config = {k: v for k, v in config.items() if k not in _LOCATION_SECTIONS}
     heads = result.heads
     meta = {
         "format": FORMAT,
@@ -343,8 +351,9 @@ def save_heads(
         hidden = [layer.out_channels for layer in module.layers[:-1]]
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         payload = {**meta, "kind": name, "hidden": hidden, "state_dict": state}
-        with atomic_path(Path(directory) / f"{name}.pt") as tmp:
-            torch.save(payload, tmp)
+        buffer = io.BytesIO()  # not torch.save(path): the zip records the (temp) file name
+        torch.save(payload, buffer)
+        write_bytes_atomic(Path(directory) / f"{name}.pt", buffer.getvalue())
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -157,6 +157,21 @@ def test_checkpoint_round_trip(trained, backbone, tmp_path) -> None:
         load_heads(tmp_path)
 
 
+def test_checksum_of_saved_heads_ignores_where_the_project_lives(trained, tmp_path) -> None:
+    from spino_core.pseudo.guard import heads_checksum
+
+    base = {"backbone": dataclasses.asdict(BACKBONE), "heads": dataclasses.asdict(HEADS)}
+    here = {**base, "paths": {"raw": "/home/a/data/raw"}, "mlflow": {"tracking_uri": "x"}}
+    moved = {**base, "paths": {"raw": "/srv/b/data/raw"}, "mlflow": {"tracking_uri": "y"}}
+    save_heads(tmp_path / "here", trained, here)
+    save_heads(tmp_path / "moved", trained, moved)
+    assert heads_checksum(tmp_path / "here") == heads_checksum(tmp_path / "moved")
+    assert load_heads(tmp_path / "moved").config == base  # what trained them is kept
+    retuned = {**base, "heads": {**base["heads"], "lr": 0.5}}
+    save_heads(tmp_path / "other", trained, retuned)
+    assert heads_checksum(tmp_path / "other") != heads_checksum(tmp_path / "here")
+
+
 def test_no_things_is_a_clear_error(backbone) -> None:
     stuff_only = _scene(0, cars=0)
     with pytest.raises(SpinoError, match=r"no thing instance.*road=\d+.*sky=\d+"):
