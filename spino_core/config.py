@@ -212,7 +212,11 @@ class StudentConfig:
     center_weight: float = 20.0
     offset_weight: float = 0.1
     bootstrap_ratio: float = 0.2
-    small_instance_px: int = 4096  # instances smaller than this get small_instance_weight
+    # Instances smaller than this (full-resolution px) get small_instance_weight. 4096 is
+    # Panoptic-DeepLab's value for 1024x2048 Cityscapes: scale it with the image area. Too
+    # large a value up-weights nearly every pseudo-labelled thing, false blobs included, and
+    # the bootstrapped loss then trains mostly on them (benchmarks/RESULTS.md, quality).
+    small_instance_px: int = 4096
     small_instance_weight: float = 3.0
     mixed_batches: bool = True  # one ground-truth sample from the k labelled images per batch
     batch_size: int = 4
