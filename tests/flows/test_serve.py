@@ -1,0 +1,52 @@
+"""`spino serve` for real: the deployment appears with its schedule and runs when triggered."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_spino_serve_registers_the_schedule_and_runs_a_triggered_pipeline(
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    params = tiny_params(tmp_path, mlflow={"enabled": False})
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--params", str(params),
+         "--cron", "*/5 * * * *", "--name", "test-serve"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deployment = None
+        deadline = time.monotonic() + 180
+        with get_client(sync_client=True) as client:
+            while deployment is None:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the served deployment never appeared"
+                try:
+                    deployment = client.read_deployment_by_name("spino-pipeline/test-serve")
+                except Exception:
+                    time.sleep(1.0)
+        crons = [s.schedule.cron for s in deployment.schedules]
+        assert crons == ["*/5 * * * *"] and deployment.parameters["params"] == str(params)
+
+        run = run_deployment(
+            "spino-pipeline/test-serve", parameters={"stages": ["synth", "split"]}, timeout=240
+        )
+        assert run.state.is_completed(), run.state.message
+        assert (tmp_path / "data/split/labelled.txt").is_file()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
