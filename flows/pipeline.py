@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
-from flows.stage_cache import input_key, outputs_match, stage_spec, write_stamp
+from flows.stage_cache import StageSpec, input_key, outputs_match, stage_specs, write_stamp
 from flows.stages import STAGES
 from flows.tracking import check_tracking
 from spino_core.config import SpinoConfig, load_config
@@ -36,16 +36,21 @@ def run_stage(stage: str, params: str, overrides: list[str], key: str) -> Any:
 
 
 def _run_stages(
-    cfg: SpinoConfig, params: str, overrides: list[str], names: list[str], use_cache: bool
+    cfg: SpinoConfig,
+    params: str,
+    overrides: list[str],
+    names: list[str],
+    specs: dict[str, StageSpec] | None,
 ) -> tuple[dict[str, Any], list[str]]:
+    """Run ``names`` in order; with ``specs`` (caching on) skip those whose inputs are as before."""
     results: dict[str, Any] = {}
     cached: list[str] = []
     logger = get_run_logger()
     for name in names:
-        if not use_cache:
+        if specs is None:
             results[name] = STAGES[name](params=params, overrides=overrides)
             continue
-        spec = stage_spec(name, cfg)
+        spec = specs[name]
         key = input_key(spec, cfg)  # after the stages before it ran: their outputs count
         fresh = not outputs_match(params, spec, key)
         state = run_stage.with_options(refresh_cache=fresh)(
@@ -74,16 +79,15 @@ def pipeline_flow(
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    if use_cache:
-        for name in names:
-            stage_spec(name, cfg)  # dvc.yaml readable and in step with the stage table
+    # dvc.yaml read once, before any stage runs: unreadable or out of step fails at start
+    specs = stage_specs(names, cfg) if use_cache else None
     if not cfg.mlflow.enabled:
-        results, cached = _run_stages(cfg, params, overrides, names, use_cache)
+        results, cached = _run_stages(cfg, params, overrides, names, specs)
     else:
         check_tracking(cfg.mlflow)
         mlflow.set_experiment(cfg.mlflow.experiment)
         with mlflow.start_run(run_name="pipeline"):
-            results, cached = _run_stages(cfg, params, overrides, names, use_cache)
+            results, cached = _run_stages(cfg, params, overrides, names, specs)
             mlflow.set_tag("spino.cached_stages", ",".join(cached) or "-")
     _publish_summary(results, cached, cfg.paths.pseudo_report, cfg.paths.student_report)
     return results

@@ -50,9 +50,8 @@ class StageSpec:
     outs: tuple[Path, ...]
 
 
-def _resolve(text: str, cfg: SpinoConfig) -> Path:
-    """``${paths.raw}/x`` -> absolute path (config values), others relative to the repo."""
-    values = cfg.to_dict()
+def _resolve(text: str, values: dict[str, Any]) -> Path:
+    """``${paths.raw}/x`` -> absolute path (config ``values``), others relative to the repo."""
 
     def lookup(match: re.Match[str]) -> str:
         node: Any = values
@@ -72,8 +71,10 @@ def _entries(items: Iterable[Any]) -> Iterator[str]:
         yield from (item if isinstance(item, dict) else [item])
 
 
-def stage_spec(stage: str, cfg: SpinoConfig, dvc_file: Path = DVC_FILE) -> StageSpec:
-    """The inputs and outputs of ``stage`` (CLI name) as declared in ``dvc.yaml``."""
+def stage_specs(
+    stages: Iterable[str], cfg: SpinoConfig, dvc_file: Path = DVC_FILE
+) -> dict[str, StageSpec]:
+    """The inputs and outputs of each of ``stages`` (CLI names) as declared in ``dvc.yaml``."""
     try:
         doc = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
     except OSError:
@@ -81,17 +82,24 @@ def stage_spec(stage: str, cfg: SpinoConfig, dvc_file: Path = DVC_FILE) -> Stage
             f"{dvc_file}: not found; stage caching needs the repository's dvc.yaml "
             f"(run from a checkout, or pass use_cache=False)"
         ) from None
-    key = stage.replace("-", "_")
-    spec = (doc or {}).get("stages", {}).get(key)
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{dvc_file}: no stage {key!r}; dvc.yaml and flows/stages.py disagree")
-    outs = [o for field in ("outs", "metrics", "plots") for o in _entries(spec.get(field))]
-    return StageSpec(
-        name=stage,
-        deps=tuple(_resolve(d, cfg) for d in _entries(spec.get("deps"))),
-        params=tuple(str(p) for p in _entries(spec.get("params"))),
-        outs=tuple(_resolve(o, cfg) for o in outs),
-    )
+    declared = (doc or {}).get("stages", {})
+    values = cfg.to_dict()
+    specs: dict[str, StageSpec] = {}
+    for stage in stages:
+        key = stage.replace("-", "_")
+        spec = declared.get(key)
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"{dvc_file}: no stage {key!r}; dvc.yaml and flows/stages.py disagree"
+            )
+        outs = [o for field in ("outs", "metrics", "plots") for o in _entries(spec.get(field))]
+        specs[stage] = StageSpec(
+            name=stage,
+            deps=tuple(_resolve(d, values) for d in _entries(spec.get("deps"))),
+            params=tuple(str(p) for p in _entries(spec.get("params"))),
+            outs=tuple(_resolve(o, values) for o in outs),
+        )
+    return specs
 
 
 def _files(path: Path) -> Iterator[Path]:
