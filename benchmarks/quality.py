@@ -68,12 +68,7 @@ from spino_core.inference.predictor import load_predictor
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import DinoBackbone, create_backbone
 from spino_core.pseudo.generate import PANOPTIC_JSON, finalize, label_shard, plan_shards
-from spino_core.pseudo.guard import (
-    PANOPTIC_DIR,
-    claim_output_dir,
-    heads_checksum,
-    label_fingerprint,
-)
+from spino_core.pseudo.guard import PANOPTIC_DIR, claim_for_heads
 from spino_core.student.data import PseudoSet, open_pseudo_set
 from spino_core.student.predict import predict_folder
 from spino_core.student.train import train_student
@@ -284,13 +279,13 @@ def pseudo_label(bench: Bench, cfg: SpinoConfig) -> dict[str, Any]:
     loaded = load_predictor(
         cfg.paths.heads, cfg.backbone, cfg.pseudo_label.device, backbone=bench.backbone
     )
-    fingerprint = label_fingerprint(
-        heads_id=heads_checksum(cfg.paths.heads),
+    claim_for_heads(
+        cfg.paths.pseudo,
+        cfg.paths.heads,
         pseudo=cfg.pseudo_label,
         backbone=cfg.backbone,
         input_hw=loaded.input_hw,
     )
-    claim_output_dir(cfg.paths.pseudo, fingerprint)
     rows = []
     for shard_id, shard in enumerate(plan_shards(stems, cfg.pseudo_label.n_shards)):
         if shard:

@@ -13,7 +13,7 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
 from spino_core.inference.predictor import load_predictor
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
-from spino_core.pseudo.guard import claim_output_dir, heads_checksum, label_fingerprint
+from spino_core.pseudo.guard import claim_for_heads
 from spino_core.training.train_heads import load_heads
 from tasks.retry import retry_unless_user_error
 
@@ -30,13 +30,13 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     """Check heads and output folder once, before any shard starts (no races, early errors)."""
     stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
     heads = load_heads(cfg.paths.heads, expected_backbone=cfg.backbone)
-    fingerprint = label_fingerprint(
-        heads_id=heads_checksum(cfg.paths.heads),
+    fingerprint = claim_for_heads(
+        cfg.paths.pseudo,
+        cfg.paths.heads,
         pseudo=cfg.pseudo_label,
         backbone=cfg.backbone,
         input_hw=heads.input_size,
     )
-    claim_output_dir(cfg.paths.pseudo, fingerprint)
     return PseudoLabelPlan(plan_shards(stems, cfg.pseudo_label.n_shards), fingerprint, len(stems))
 
 

@@ -9,11 +9,17 @@ from spino_core.pseudo.generate import (
     panoptic_to_coco,
     plan_shards,
 )
-from spino_core.pseudo.guard import claim_output_dir, heads_checksum, label_fingerprint
+from spino_core.pseudo.guard import (
+    claim_for_heads,
+    claim_output_dir,
+    heads_checksum,
+    label_fingerprint,
+)
 
 __all__ = [
     "ManifestRow",
     "PseudoLabelSummary",
+    "claim_for_heads",
     "claim_output_dir",
     "finalize",
     "heads_checksum",

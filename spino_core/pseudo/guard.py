@@ -95,6 +95,26 @@ def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, 
     write_json_atomic(path, want)
 
 
+def claim_for_heads(
+    out_dir: str | os.PathLike[str],
+    heads_dir: str | os.PathLike[str],
+    *,
+    pseudo: PseudoLabelConfig,
+    backbone: BackboneConfig,
+    input_hw: tuple[int, int],
+) -> dict[str, Any]:
+    """Fingerprint the heads in ``heads_dir`` with these settings, then claim ``out_dir``.
+
+    The one entry point for a labelling run (the stage and the quality benchmark), so both
+    decide "same labels?" the same way. Returns the fingerprint.
+    """
+    fingerprint = label_fingerprint(
+        heads_id=heads_checksum(heads_dir), pseudo=pseudo, backbone=backbone, input_hw=input_hw
+    )
+    claim_output_dir(out_dir, fingerprint)
+    return fingerprint
+
+
 def _clear(out: Path) -> None:
     """Empty ``out``: renamed away whole first, so a crash leaves it old or empty, never mixed."""
     trash = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
