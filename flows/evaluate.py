@@ -18,9 +18,7 @@ def evaluate_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(
-        cfg, "evaluate", sections=["student", "data"], out_dir=cfg.paths.student_report
-    ) as run:
+    with stage_run(cfg, "evaluate", out_dir=cfg.paths.student_report) as run:
         out = evaluate_student(cfg)
         metrics = out["metrics"]
         if run is not None:

@@ -1,68 +1,46 @@
 """The parent flow: every stage in order, as subflows, under one MLflow parent run.
 
-Each stage runs inside a Prefect task whose cache key is the stage's inputs
-(:mod:`flows.stage_cache`): a rerun with nothing changed returns the stored results at once,
-and a changed parameter or input file reruns that stage and everything downstream of it.
+Whether a stage needs to run is DVC's call (:mod:`flows.dvc_state`): a stage that DVC
+finds current is skipped, a stage that ran is recorded in ``dvc.lock``. So a rerun of the
+parent flow (the nightly deployment, say) costs nothing for unchanged stages, exactly like a
+second ``dvc repro``, and the two entry points never disagree about what is done.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import mlflow
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import TaskRunContext
 
-from flows.stage_cache import StageSpec, input_key, outputs_match, stage_specs, write_stamp
+from flows.dvc_state import is_current, open_pipeline_repo, record_run
 from flows.stages import STAGES
 from flows.tracking import check_tracking
 from spino_core.config import SpinoConfig, load_config
 
 
-def _stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return f"spino-stage-{parameters['stage']}-{parameters['key']}"
-
-
-@task(
-    name="stage",
-    task_run_name="{stage}",
-    cache_key_fn=_stage_key,
-    persist_result=True,
-)
-def run_stage(stage: str, params: str, overrides: list[str], key: str) -> Any:
-    """One stage's subflow; ``key`` (its inputs) is what Prefect caches the result under."""
-    return STAGES[stage](params=params, overrides=overrides)
-
-
 def _run_stages(
-    cfg: SpinoConfig,
-    params: str,
-    overrides: list[str],
-    names: list[str],
-    specs: dict[str, StageSpec] | None,
+    params: str, overrides: list[str], names: list[str], use_cache: bool
 ) -> tuple[dict[str, Any], list[str]]:
-    """Run ``names`` in order; with ``specs`` (caching on) skip those whose inputs are as before."""
+    """Run ``names`` in order; skip those DVC finds current (unless ``use_cache`` is off)."""
     results: dict[str, Any] = {}
-    cached: list[str] = []
+    skipped: list[str] = []
     logger = get_run_logger()
-    for name in names:
-        if specs is None:
+    with open_pipeline_repo(params, overrides) as repo:
+        if repo is None:
+            logger.info("params file or -S overrides outside dvc.yaml's view: every stage runs")
+        for name in names:
+            if repo is not None and use_cache and is_current(repo, name):
+                skipped.append(name)
+                logger.info("stage %s: DVC finds it up to date -> skipped", name)
+                continue
             results[name] = STAGES[name](params=params, overrides=overrides)
-            continue
-        spec = specs[name]
-        key = input_key(spec, cfg)  # after the stages before it ran: their outputs count
-        fresh = not outputs_match(params, spec, key)
-        state = run_stage.with_options(refresh_cache=fresh)(
-            stage=name, params=params, overrides=overrides, key=key, return_state=True
-        )
-        results[name] = state.result()  # raises the stage's error: the flow run fails
-        if state.name == "Cached":
-            cached.append(name)
-            logger.info("stage %s: inputs unchanged, outputs intact -> skipped (cached)", name)
-        else:
-            write_stamp(params, spec, key)
-    return results, cached
+            if repo is not None:
+                record_run(repo, name)  # dvc.lock now knows this run, as after dvc repro
+    return results, skipped
 
 
 @flow(name="spino-pipeline")
@@ -74,30 +52,31 @@ def pipeline_flow(
 ) -> dict[str, Any]:
     """Run ``stages`` (default: all) in order; ``use_cache=False`` reruns every one."""
     overrides = list(overrides or [])
-    cfg = load_config(params, overrides)  # fail on bad params before any stage runs
+    cfg: SpinoConfig = load_config(params, overrides)  # fail on bad params before any stage
     names = stages or list(STAGES)
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    # dvc.yaml read once, before any stage runs: unreadable or out of step fails at start
-    specs = stage_specs(names, cfg) if use_cache else None
     if not cfg.mlflow.enabled:
-        results, cached = _run_stages(cfg, params, overrides, names, specs)
+        results, skipped = _run_stages(params, overrides, names, use_cache)
     else:
         check_tracking(cfg.mlflow)
         mlflow.set_experiment(cfg.mlflow.experiment)
         with mlflow.start_run(run_name="pipeline"):
-            results, cached = _run_stages(cfg, params, overrides, names, specs)
-            mlflow.set_tag("spino.cached_stages", ",".join(cached) or "-")
-    _publish_summary(results, cached, cfg.paths.pseudo_report, cfg.paths.student_report)
+            results, skipped = _run_stages(params, overrides, names, use_cache)
+            mlflow.set_tag("spino.skipped_stages", ",".join(skipped) or "-")
+    _publish_summary(results, skipped, cfg.paths.pseudo_report, cfg.paths.student_report)
     return results
 
 
-def _publish_summary(results: dict[str, Any], cached: list[str], *reports: str) -> None:
-    """A markdown artifact on the flow run: PQ/SQ/RQ/mIoU per evaluated stage + report links."""
+def _publish_summary(results: dict[str, Any], skipped: list[str], *reports: str) -> None:
+    """A markdown artifact on the flow run: PQ/SQ/RQ/mIoU per evaluated stage + report links.
+
+    A stage DVC skipped contributes the metrics its last run left in its report folder.
+    """
     rows = []
-    for stage in ("report", "evaluate"):
-        m = results.get(stage)
+    for stage, report in zip(("report", "evaluate"), reports, strict=True):
+        m = results.get(stage) or _read_metrics(Path(report) / "metrics.json")
         if isinstance(m, dict) and "All" in m:
             rows.append(
                 f"| {stage} | {m['All']['pq']:.3f} | {m['All']['sq']:.3f} | {m['All']['rq']:.3f} "
@@ -112,7 +91,14 @@ def _publish_summary(results: dict[str, Any], cached: list[str], *reports: str) 
             *rows,
             "",
             *(f"- report: `{r}/index.html`" for r in reports),
-            f"- skipped (inputs unchanged, cached): {', '.join(cached) or 'none'}",
+            f"- skipped (DVC: up to date): {', '.join(skipped) or 'none'}",
         ]
     )
     create_markdown_artifact(table, key="spino-metrics", description="SPINO pipeline metrics")
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -45,8 +45,7 @@ def pseudo_label_flow(
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
     runner = make_task_runner(cfg.orchestration)
-    sections = ["backbone", "pseudo_label", "orchestration", "data"]
-    with stage_run(cfg, "pseudo_label", sections=sections, out_dir=cfg.paths.pseudo) as run:
+    with stage_run(cfg, "pseudo_label", out_dir=cfg.paths.pseudo) as run:
         shards_flow = flow(name="pseudo-label-shards", task_runner=runner)(_label_shards)
         summary = shards_flow(cfg)
         if run is not None:

@@ -15,7 +15,7 @@ from tasks.report import report_pseudo_labels
 @flow(name="report")
 def report_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(cfg, "report", sections=["data"], out_dir=cfg.paths.pseudo_report) as run:
+    with stage_run(cfg, "report", out_dir=cfg.paths.pseudo_report) as run:
         out = report_pseudo_labels(cfg)
         if run is not None:
             log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report)

@@ -15,9 +15,7 @@ from tasks.split import make_split
 @flow(name="split")
 def split_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(
-        cfg, "split", sections=["split", "data", "paths"], out_dir=cfg.paths.split
-    ) as run:
+    with stage_run(cfg, "split", out_dir=cfg.paths.split) as run:
         summary = make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
         if run is not None:
             mlflow.log_metrics(

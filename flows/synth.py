@@ -15,7 +15,7 @@ from tasks.synth import generate_synthetic_dataset
 @flow(name="synth")
 def synth_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(cfg, "synth", sections=["synth", "paths"], out_dir=cfg.paths.raw) as run:
+    with stage_run(cfg, "synth", out_dir=cfg.paths.raw) as run:
         summary = generate_synthetic_dataset(cfg.synth, cfg.paths.raw)
         if run is not None:
             mlflow.log_metrics(

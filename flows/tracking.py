@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.dvc_state import stage_sections
 from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
@@ -90,12 +91,11 @@ def save_resolved_config(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLik
 
 
 @contextlib.contextmanager
-def stage_run(
-    cfg: SpinoConfig, stage: str, sections: Sequence[str], out_dir: str | os.PathLike[str]
-) -> Iterator[Any]:
+def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> Iterator[Any]:
     """An MLflow run for one stage (nested when a pipeline run is active), or ``None``.
 
-    Logs the params of the sections the stage reads and the whole resolved config; when the
+    Logs the params of the sections the stage reads (``dvc.yaml`` defines them, once:
+    :func:`flows.dvc_state.stage_sections`) and the whole resolved config; when the
     stage's body succeeds, the resolved config is also saved as ``out_dir/resolved_config.json``.
     """
     if not cfg.mlflow.enabled:
@@ -109,6 +109,7 @@ def stage_run(
     nested = mlflow.active_run() is not None
     with mlflow.start_run(run_name=stage, experiment_id=experiment_id, nested=nested) as run:
         mlflow.set_tag("spino.stage", stage)
+        sections = stage_sections(stage, Path(cfg.base_dir) / "params.yaml")
         params = {k: str(v)[:500] for k, v in flatten_params(cfg, sections).items()}
         mlflow.log_params(params)
         mlflow.log_dict(cfg.to_dict(), f"config/{RESOLVED_CONFIG}")

@@ -17,9 +17,7 @@ def train_heads_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(
-        cfg, "train_heads", sections=["backbone", "heads", "split", "data"], out_dir=cfg.paths.heads
-    ) as run:
+    with stage_run(cfg, "train_heads", out_dir=cfg.paths.heads) as run:
         out = train_label_heads(cfg)
         if run is not None:
             metrics = out["metrics"]

@@ -21,9 +21,7 @@ def train_student_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
-    with stage_run(
-        cfg, "train_student", sections=["backbone", "student", "data"], out_dir=cfg.paths.student
-    ) as run:
+    with stage_run(cfg, "train_student", out_dir=cfg.paths.student) as run:
         out = train_student_model(cfg)
         if run is not None:
             numbers = {

@@ -281,10 +281,27 @@ class SpinoConfig:
     pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    # The params file's folder, set by load_config (not a params key): relative locations
+    # are resolved against it, and to_dict() writes them relative to it again.
+    base_dir: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML/JSON-serialisable) of the resolved config, saved beside outputs."""
-        return dataclasses.asdict(self)
+        """Plain dict (YAML/JSON-serialisable) of the config, saved beside outputs.
+
+        Locations inside the project are written relative to the params file's folder, so
+        the files a stage writes are the same bytes wherever the project is checked out
+        (their hashes in ``dvc.lock`` and shared DVC caches depend on it).
+        """
+        doc = dataclasses.asdict(self)
+        base = doc.pop("base_dir")
+        if base:
+            doc["paths"] = {k: _relative(v, base) for k, v in doc["paths"].items()}
+            ml, prefix = doc["mlflow"], "sqlite:///"
+            if ml["tracking_uri"].startswith(prefix):
+                ml["tracking_uri"] = prefix + _relative(ml["tracking_uri"][len(prefix) :], base)
+            ml["artifact_location"] = _relative(ml["artifact_location"], base)
+            doc["backbone"]["weights"] = _relative(doc["backbone"]["weights"], base)
+        return doc
 
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))
@@ -332,9 +349,23 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise TypeError(f"config type {tp!r} of {key} is not supported")  # programming error
 
 
+def _relative(location: str, base: str) -> str:
+    """``location`` relative to ``base`` when it lies inside it, else unchanged."""
+    path = Path(location)
+    if not path.is_absolute():
+        return location
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return location
+
+
+_INTERNAL_KEYS = frozenset({"base_dir"})  # set by the loader, never read from params
+
+
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in _INTERNAL_KEYS]
     unknown = sorted(set(raw) - set(names))
     if unknown:
         where = f"{prefix}." if prefix else ""
@@ -424,4 +455,4 @@ def _resolve_locations(cfg: SpinoConfig, base: Path) -> SpinoConfig:
     if "://" not in artifacts and not Path(artifacts).is_absolute():
         artifacts = str(base / artifacts)
     mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=uri, artifact_location=artifacts)
-    return dataclasses.replace(cfg, paths=paths, mlflow=mlflow)
+    return dataclasses.replace(cfg, paths=paths, mlflow=mlflow, base_dir=str(base))

@@ -103,10 +103,9 @@ def load_predictor(
 ) -> LoadedPredictor:
     """Build the backbone named by ``backbone_cfg`` (or reuse ``backbone``) and the heads.
 
-    ``load_heads`` refuses heads trained on another backbone or blocks. The boundary head
+    ``load_heads`` refuses heads trained on another backbone, blocks or weights. The boundary head
     runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
     """
-    loaded = load_heads(heads_dir, expected_backbone=backbone_cfg)
     if backbone is not None and (backbone.name, backbone.blocks) != (
         backbone_cfg.name,
         list(backbone_cfg.blocks),
@@ -115,8 +114,10 @@ def load_predictor(
             f"load_predictor: the given backbone is {backbone.name} blocks {backbone.blocks}, "
             f"but the config says {backbone_cfg.name} blocks {backbone_cfg.blocks}"
         )
+    backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
+    loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights
     predictor = TorchPredictor(
-        backbone if backbone is not None else create_backbone(backbone_cfg),
+        backbone,
         loaded.heads.semantic,
         loaded.heads.boundary,
         resolve_device(device),

@@ -15,6 +15,8 @@ checkpoint can never execute code, then converted by timm's own ``checkpoint_fil
 
 from __future__ import annotations
 
+import hashlib
+import math
 import pickle
 import re
 import threading
@@ -73,10 +75,14 @@ def preprocess(
 class DinoBackbone(nn.Module):
     """A frozen timm DINOv2 ViT returning patch-token maps of chosen blocks."""
 
-    def __init__(self, vit: VisionTransformer, name: str, blocks: list[int]) -> None:
+    def __init__(
+        self, vit: VisionTransformer, name: str, blocks: list[int], *, fingerprint: str = ""
+    ) -> None:
         super().__init__()
         self.vit = vit.eval().requires_grad_(False)
         self.name = name
+        # weights_fingerprint(vit, name), computed once per weights source and process
+        self.fingerprint = fingerprint or weights_fingerprint(vit, name)
         self.blocks = list(blocks)
         self.embed_dim = int(vit.embed_dim)
         cfg = vit.pretrained_cfg
@@ -131,33 +137,126 @@ def create_backbone(cfg: BackboneConfig) -> DinoBackbone:
         vit = _create_from_hub(cfg.name, kwargs)
     else:
         vit = _create_from_file(cfg.name, Path(cfg.weights), kwargs)
-    return DinoBackbone(vit, cfg.name, cfg.blocks)
-
-
-_RANDOM_LOCK = threading.Lock()
-_RANDOM_STATES: dict[str, dict[str, torch.Tensor]] = {}
+    key = _source_key(cfg)
+    with _FINGERPRINT_LOCK:
+        fingerprint = _FINGERPRINTS.get(key)
+    if fingerprint is None:
+        fingerprint = weights_fingerprint(vit, cfg.name)
+        with _FINGERPRINT_LOCK:
+            _FINGERPRINTS[key] = fingerprint
+    return DinoBackbone(vit, cfg.name, cfg.blocks, fingerprint=fingerprint)
 
 
 def _create_random(name: str, kwargs: dict) -> VisionTransformer:
-    """The same random weights in every process, stage and thread.
+    """The same random weights in every process and thread, without the global torch RNG.
 
-    Heads trained on one random backbone are only meaningful on that backbone, and
-    pseudo-label shards rebuild it, possibly in parallel threads. timm initialises from the
-    global RNG, so the first build is seeded under a lock (concurrent builds would interleave
-    their draws) and later builds copy its weights.
+    Heads trained on a random backbone are only meaningful on exactly that backbone, and
+    pseudo-label shards rebuild it, possibly in threads while other threads create modules.
+    Any use of the global generator (seeding it, forking it, timm's own init) can interleave
+    with those threads. So the model is built on the meta device (no draws at all) and every
+    tensor is filled from a private ``torch.Generator`` seeded by (seed, model, tensor name),
+    following timm's ViT initialisation rules (:func:`_init_tensor`).
     """
-    with _RANDOM_LOCK:
-        if name not in _RANDOM_STATES:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                vit = timm.create_model(name, pretrained=False, **kwargs)
-            _RANDOM_STATES[name] = {k: v.clone() for k, v in vit.state_dict().items()}
-            return vit
-        state = _RANDOM_STATES[name]
-    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+    with torch.device("meta"):
         vit = timm.create_model(name, pretrained=False, **kwargs)
-    vit.load_state_dict(state)
+    buffers = [n for n, _ in vit.named_buffers()]
+    if buffers:  # to_empty would leave them uninitialised
+        raise SpinoError(f"backbone.weights=random: {name} has buffers {buffers[:3]}; unsupported")
+    vit = vit.to_empty(device="cpu")
+    state = vit.state_dict()
+    with torch.no_grad():
+        for key, tensor in state.items():
+            digest = hashlib.sha256(f"{RANDOM_WEIGHTS_SEED}/{name}/{key}".encode()).digest()
+            gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            _init_tensor(key, tensor, gen, state)
     return vit
+
+
+_LAYER_SCALE_INIT = 1e-5  # LayerScale init_values of every timm DINOv2 variant
+
+
+def _init_tensor(
+    key: str, t: torch.Tensor, gen: torch.Generator, state: dict[str, torch.Tensor]
+) -> None:
+    """Fill ``t`` in place as timm initialises a ViT (``init_weights``, mode ''), with ``gen``.
+
+    A tensor with no rule is an error: a new timm layout must be looked at, not guessed.
+    """
+    init = torch.nn.init
+    if key in ("cls_token", "reg_token"):
+        init.normal_(t, std=1e-6, generator=gen)
+    elif key == "pos_embed":
+        init.trunc_normal_(t, std=0.02, generator=gen)
+    elif key.startswith("patch_embed.proj."):  # Conv2d default: kaiming_uniform(a=sqrt(5))
+        fan_in = state["patch_embed.proj.weight"][0].numel()
+        bound = 1.0 / math.sqrt(fan_in)
+        init.uniform_(t, -bound, bound, generator=gen)
+    elif key.endswith(".gamma"):  # LayerScale
+        init.constant_(t, _LAYER_SCALE_INIT)
+    elif key.endswith(".bias"):
+        init.zeros_(t)
+    elif re.search(r"(^|\.)norm\d?\.weight$", key):
+        init.ones_(t)
+    elif key.endswith(".weight") and t.ndim == 2:  # nn.Linear
+        init.trunc_normal_(t, std=0.02, generator=gen)
+    else:
+        raise SpinoError(f"backbone.weights=random: no initialisation rule for tensor {key!r}")
+
+
+# Fingerprints already computed in this process, by weights source (hashing ViT-g is seconds).
+_FINGERPRINTS: dict[tuple, str] = {}
+_FINGERPRINT_LOCK = threading.Lock()
+
+
+def weights_fingerprint(vit: nn.Module, name: str) -> str:
+    """``<model name>@sha256:<hex>`` over every tensor of ``vit`` (names, dtypes, shapes, bytes).
+
+    What anything trained on the backbone records, so that using it with other weights under
+    the same model name (another checkpoint file, a changed random init) is an error.
+    """
+    digest = hashlib.sha256()
+    for key, value in sorted(vit.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"{name}@sha256:{digest.hexdigest()}"
+
+
+def _source_key(cfg: BackboneConfig) -> tuple:
+    if cfg.weights in ("random", "hub"):
+        return (cfg.name, cfg.weights)
+    path = Path(cfg.weights).resolve()
+    st = path.stat() if path.is_file() else None
+    return (cfg.name, str(path), st and st.st_size, st and st.st_mtime_ns)
+
+
+def backbone_fingerprint(cfg: BackboneConfig) -> str:
+    """The weights fingerprint of the backbone ``cfg`` names (built once per process)."""
+    key = _source_key(cfg)
+    with _FINGERPRINT_LOCK:
+        if key in _FINGERPRINTS:
+            return _FINGERPRINTS[key]
+    return create_backbone(cfg).fingerprint
+
+
+def check_fingerprint(trained_on: str | None, backbone: str, where: str) -> None:
+    """Refuse a model trained on other backbone weights than ``backbone`` (one line, both)."""
+    if trained_on is None:
+        raise SpinoError(
+            f"{where}: records no backbone weights fingerprint (made by an older version); "
+            f"retrain it"
+        )
+    if trained_on != backbone:
+        raise SpinoError(
+            f"{where}: trained on backbone weights {_short(trained_on)}, but the configured "
+            f"backbone has {_short(backbone)}; retrain it, or set backbone.name/weights to "
+            f"the weights it was trained on"
+        )
+
+
+def _short(fingerprint: str) -> str:
+    name, _, digest = fingerprint.partition("@sha256:")
+    return f"{name}@sha256:{digest[:16]}"
 
 
 def _create_from_hub(name: str, kwargs: dict) -> VisionTransformer:

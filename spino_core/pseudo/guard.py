@@ -21,6 +21,7 @@ from typing import Any
 from spino_core.atomic import write_json_atomic
 from spino_core.config import BackboneConfig, PseudoLabelConfig
 from spino_core.errors import SpinoError
+from spino_core.models.backbone import backbone_fingerprint
 
 FORMAT = "spino-pseudo/1"
 CONFIG_FILE = "config.json"
@@ -56,7 +57,12 @@ def label_fingerprint(
     return {
         "format": FORMAT,
         "heads": heads_id,
-        "backbone": {"name": backbone.name, "weights": backbone.weights, "blocks": backbone.blocks},
+        # the weights' fingerprint, not their location: same labels wherever the files live
+        "backbone": {
+            "name": backbone.name,
+            "weights": backbone_fingerprint(backbone),
+            "blocks": backbone.blocks,
+        },
         "input_hw": [int(input_hw[0]), int(input_hw[1])],
         "pseudo_label": {k: getattr(pseudo, k) for k in keep},
     }

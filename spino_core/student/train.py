@@ -48,7 +48,7 @@ from spino_core.config import BackboneConfig, StudentConfig
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
 from spino_core.data.sample import Sample
 from spino_core.errors import ConfigError, SpinoError
-from spino_core.models.backbone import DinoBackbone, snap_to_patch
+from spino_core.models.backbone import DinoBackbone, check_fingerprint, snap_to_patch
 from spino_core.models.student import StudentModel, create_student
 from spino_core.student.data import MixedBatchSampler, PseudoSet, StepBatches, StudentDataset
 from spino_core.student.losses import student_loss
@@ -117,11 +117,16 @@ def run_fingerprint(
     pseudo: PseudoSet,
     gt_samples: Sequence[Sample],
     world: int = 1,
+    backbone_weights: str = "",
 ) -> dict[str, Any]:
-    """Everything that changes the trained weights (a resumed run must match it)."""
+    """Everything that changes the trained weights (a resumed run must match it).
+
+    ``backbone_weights`` is the backbone's weights fingerprint (what it is, not where it
+    was read from).
+    """
     student = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_HYPER}
     return {
-        "backbone": dataclasses.asdict(backbone_cfg),
+        "backbone": {**dataclasses.asdict(backbone_cfg), "weights": backbone_weights},
         "student": student,
         "data": {
             "n_pseudo": len(pseudo),
@@ -243,7 +248,9 @@ def _train(
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _poly(cfg.steps))
-    fingerprint = run_fingerprint(backbone_cfg, cfg, pseudo, gt, ddp.world)
+    fingerprint = run_fingerprint(
+        backbone_cfg, cfg, pseudo, gt, ddp.world, backbone_weights=model.backbone.fingerprint
+    )
     history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS}
     start = 0
     ckpt_path = out / CHECKPOINT
@@ -349,6 +356,7 @@ def save_student(
     meta = {
         "format": MODEL_FORMAT,
         "backbone": dataclasses.asdict(backbone_cfg),
+        "backbone_fingerprint": model.backbone.fingerprint,
         "classes": CLASS_NAMES,
         "thing_train_ids": list(THING_TRAIN_IDS),
         "input_size": list(model.input_size),
@@ -390,6 +398,7 @@ def load_student(
         path, fmt=MODEL_FORMAT, what="student model", fix="retrain the student"
     )
     model = create_student(backbone_cfg, cfg, backbone=backbone)
+    check_fingerprint(payload.get("backbone_fingerprint"), model.backbone.fingerprint, str(path))
     try:
         model.heads.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

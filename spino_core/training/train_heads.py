@@ -31,7 +31,13 @@ from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASSES
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
 from spino_core.metrics.semantic import ConfusionMatrix
-from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
+from spino_core.models.backbone import (
+    DinoBackbone,
+    backbone_fingerprint,
+    check_fingerprint,
+    create_backbone,
+    snap_to_patch,
+)
 from spino_core.models.heads import LabelHeads, pixel_centres
 from spino_core.training.boundary_targets import MIN_INSTANCE_ID, boundary_target, scaled_size
 from spino_core.training.feature_cache import ViewSpec, build_view_source
@@ -54,6 +60,7 @@ class HeadsResult:
     boundary_size: tuple[int, int]  # (h, w) boundary target resolution
     history: dict[str, list[float]] = field(default_factory=dict)  # per step
     metrics: dict[str, Any] = field(default_factory=dict)  # val + timing, JSON-safe
+    backbone_fingerprint: str = ""  # DinoBackbone.fingerprint of the weights trained on
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,7 @@ def _train(
     }
     return HeadsResult(
         heads.cpu(), backbone.name, list(backbone.blocks), input_size, spec.boundary_size,
-        history, metrics,
+        history, metrics, backbone.fingerprint,
     )  # fmt: skip
 
 
@@ -319,6 +326,7 @@ class LoadedHeads:
     input_size: tuple[int, int]
     boundary_size: tuple[int, int]
     config: dict[str, Any]
+    backbone_fingerprint: str
 
 
 _LOCATION_SECTIONS = ("paths", "mlflow")
@@ -340,6 +348,7 @@ def save_heads(
     meta = {
         "format": FORMAT,
         "backbone": result.backbone_name,
+        "backbone_fingerprint": result.backbone_fingerprint,
         "blocks": list(result.blocks),
         "classes": CLASS_NAMES,
         "in_channels": heads.in_ch,
@@ -363,26 +372,27 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_heads(
-    directory: str | os.PathLike[str], *, expected_backbone: str | BackboneConfig | None = None
+    directory: str | os.PathLike[str],
+    *,
+    expected_backbone: str | BackboneConfig | DinoBackbone | None = None,
 ) -> LoadedHeads:
-    """Read heads written by :func:`save_heads`; refuse a different backbone or class table."""
+    """Read heads written by :func:`save_heads`; refuse a different backbone or class table.
+
+    ``expected_backbone``: a model name (name checked), or a config / built backbone (name,
+    blocks and the weights fingerprint checked: heads are only valid on the exact weights
+    they were trained on; a config's fingerprint costs one backbone build per process).
+    """
     directory = Path(directory)
     sem, bnd = _read(directory / "semantic.pt"), _read(directory / "boundary.pt")
     for payload, name in ((sem, "semantic.pt"), (bnd, "boundary.pt")):
         where = directory / name
         if payload["classes"] != CLASS_NAMES:
             raise SpinoError(f"{where}: trained for another class table; retrain the heads")
-        if payload["backbone"] != sem["backbone"] or payload["blocks"] != sem["blocks"]:
+        same = ("backbone", "blocks", "backbone_fingerprint")
+        if any(payload.get(k) != sem.get(k) for k in same):
             raise SpinoError(f"{where}: heads come from different runs; retrain the heads")
     if expected_backbone is not None:
-        want = expected_backbone if isinstance(expected_backbone, str) else expected_backbone.name
-        blocks = None if isinstance(expected_backbone, str) else list(expected_backbone.blocks)
-        if sem["backbone"] != want or (blocks is not None and blocks != sem["blocks"]):
-            raise SpinoError(
-                f"{directory}: heads were trained on {sem['backbone']} blocks {sem['blocks']}, "
-                f"but backbone is {want}{'' if blocks is None else f' blocks {blocks}'}; "
-                f"retrain the heads or set backbone.name/blocks to match"
-            )
+        _check_backbone(directory, sem, expected_backbone)
     heads = LabelHeads(sem["in_channels"], sem["hidden"], bnd["hidden"], len(CLASS_NAMES))
     try:
         heads.semantic.load_state_dict(sem["state_dict"])
@@ -398,4 +408,28 @@ def load_heads(
         input_size=tuple(sem["input_size"]),
         boundary_size=tuple(bnd["boundary_size"]),
         config=sem["config"],
+        backbone_fingerprint=sem.get("backbone_fingerprint") or "",
     )
+
+
+def _check_backbone(
+    directory: Path, meta: dict[str, Any], expected: str | BackboneConfig | DinoBackbone
+) -> None:
+    if isinstance(expected, str):
+        want, blocks = expected, None
+    else:
+        want, blocks = expected.name, list(expected.blocks)
+    if meta["backbone"] != want or (blocks is not None and blocks != meta["blocks"]):
+        raise SpinoError(
+            f"{directory}: heads were trained on {meta['backbone']} blocks {meta['blocks']}, "
+            f"but backbone is {want}{'' if blocks is None else f' blocks {blocks}'}; "
+            f"retrain the heads or set backbone.name/blocks to match"
+        )
+    if isinstance(expected, str):
+        return
+    have = (
+        expected.fingerprint
+        if isinstance(expected, DinoBackbone)
+        else backbone_fingerprint(expected)
+    )
+    check_fingerprint(meta.get("backbone_fingerprint"), have, f"{directory} (heads)")

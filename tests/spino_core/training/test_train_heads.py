@@ -176,3 +176,16 @@ def test_no_things_is_a_clear_error(backbone) -> None:
     stuff_only = _scene(0, cars=0)
     with pytest.raises(SpinoError, match=r"no thing instance.*road=\d+.*sky=\d+"):
         train_heads([stuff_only], [], BACKBONE, HEADS, progress=False, backbone=backbone)
+
+
+def test_heads_on_other_weights_of_the_same_model_are_refused(trained, tmp_path) -> None:
+    """Heads trained on weights A, used with weights B under the same model name: one line
+    naming both fingerprints (a checkpoint file swapped under the same backbone.name)."""
+    save_heads(tmp_path / "heads", trained, {})
+    other = create_backbone(BACKBONE).vit.state_dict()
+    other = {k: v + 0.01 if k.endswith("qkv.weight") else v for k, v in other.items()}
+    torch.save(other, tmp_path / "other.pth")
+    swapped = dataclasses.replace(BACKBONE, weights=str(tmp_path / "other.pth"))
+    with pytest.raises(SpinoError, match=r"trained on backbone weights .*@sha256:\w{16}, but"):
+        load_heads(tmp_path / "heads", expected_backbone=swapped)
+    assert load_heads(tmp_path / "heads", expected_backbone=BACKBONE).backbone_fingerprint
