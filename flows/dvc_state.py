@@ -63,6 +63,19 @@ def stage_sections(stage: str, params_file: str | os.PathLike[str] | None = None
 
 
 @contextlib.contextmanager
+def _in_root(root: str | os.PathLike[str]) -> Iterator[None]:
+    """DVC's API resolves outputs against the working directory (an output outside it fails
+    an ``is_in_repo`` assertion), as its CLI always runs from the repo: do the same for the
+    duration of one call. No stage runs meanwhile (stages run between these calls)."""
+    before = os.getcwd()
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
 def open_pipeline_repo(
     params_file: str | os.PathLike[str], overrides: list[str]
 ) -> Iterator[Any | None]:
@@ -81,7 +94,8 @@ def open_pipeline_repo(
         return
     from dvc.repo import Repo
 
-    repo = Repo(str(root))
+    with _in_root(root):
+        repo = Repo(str(root))
     try:
         yield repo
     finally:
@@ -90,9 +104,11 @@ def open_pipeline_repo(
 
 def is_current(repo: Any, stage: str) -> bool:
     """True when DVC finds the stage's deps, params and outs as ``dvc.lock`` records them."""
-    return not repo.status(targets=[dvc_name(stage)])
+    with _in_root(repo.root_dir):
+        return not repo.status(targets=[dvc_name(stage)])
 
 
 def record_run(repo: Any, stage: str) -> None:
     """Record a finished run of ``stage`` in ``dvc.lock`` (and the DVC cache) as ``dvc repro``."""
-    repo.commit(dvc_name(stage), force=True)
+    with _in_root(repo.root_dir):
+        repo.commit(dvc_name(stage), force=True)

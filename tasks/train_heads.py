@@ -13,6 +13,7 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
 from spino_core.models.backbone import create_backbone
 from spino_core.report.overlays import write_png_rgb
+from spino_core.reproducible import without_timings
 from spino_core.training.preview import heads_preview
 from spino_core.training.train_heads import save_heads, train_heads
 from tasks.outputs import write_history_csv
@@ -48,7 +49,7 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
         backbone, result.heads, val_samples or samples, input_size=result.input_size
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
-    write_json_atomic(metrics_dir / "heads.json", result.metrics)
+    write_json_atomic(metrics_dir / "heads.json", without_timings(result.metrics))
     write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {
         "metrics": result.metrics,

@@ -50,6 +50,7 @@ from spino_core.data.sample import Sample
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.models.backbone import DinoBackbone, check_fingerprint, snap_to_patch
 from spino_core.models.student import StudentModel, create_student
+from spino_core.reproducible import without_timings
 from spino_core.student.data import MixedBatchSampler, PseudoSet, StepBatches, StudentDataset
 from spino_core.student.losses import student_loss
 from spino_core.training.train_heads import resolve_device
@@ -364,7 +365,7 @@ def save_student(
     }
     with atomic_path(directory / MODEL) as tmp:
         torch.save({**meta, "state_dict": model.trainable_state_dict()}, tmp)
-    write_json_atomic(directory / CONFIG, {**meta, "metrics": metrics or {}})
+    write_json_atomic(directory / CONFIG, {**meta, "metrics": without_timings(metrics or {})})
 
 
 def read_student_config(directory: str | os.PathLike[str]) -> tuple[BackboneConfig, StudentConfig]:
