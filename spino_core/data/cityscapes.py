@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import NUM_CLASSES, VALID_LABEL_IDS, by_label_id, label_to_train_lut
+from spino_core.data.image_io import decode_image
 from spino_core.data.sample import Sample
 from spino_core.errors import DataError
 
@@ -44,10 +45,8 @@ def read_png(path: Path, *, what: str) -> np.ndarray:
     """Decode a PNG exactly as stored (uint8 or uint16, any channel count); DataError if not."""
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found; restore it or remove the image")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: cannot decode {what} PNG (corrupt?); re-export or delete it")
-    return img
+    # The header's pixel count is checked before decoding (a tiny file can claim 46341^2).
+    return decode_image(path, cv2.IMREAD_UNCHANGED, what=f"{what} PNG")
 
 
 def read_rgb(path: Path) -> np.ndarray:

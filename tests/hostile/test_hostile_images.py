@@ -1,0 +1,77 @@
+"""Image headers that claim huge sizes: one DataError line before any pixel is decoded."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from spino_core.data.cityscapes import read_png, read_rgb
+from spino_core.data.coco_panoptic import read_panoptic_png
+from spino_core.data.image_io import MAX_IMAGE_PIXELS, image_size
+from spino_core.errors import DataError
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_claiming(path: Path, w: int, h: int) -> Path:
+    """A ~60-byte PNG whose IHDR claims w x h RGB pixels (the data is one short row)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 7)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+    return path
+
+
+def _jpeg_claiming(path: Path, w: int, h: int) -> Path:
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, h, w, 3) + b"\x01\x11\0\x02\x11\0\x03\x11\0"
+    path.write_bytes(b"\xff\xd8" + app0 + sof + b"\xff\xd9")
+    return path
+
+
+def _one_line(e: pytest.ExceptionInfo, path: Path) -> str:
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_panoptic_png_claiming_46341_squared(tmp_path: Path) -> None:
+    path = _png_claiming(tmp_path / "huge.png", 46341, 46341)
+    with pytest.raises(DataError) as e:
+        read_panoptic_png(path)
+    assert "46341x46341" in _one_line(e, path)
+
+
+@pytest.mark.parametrize("reader", [read_rgb, lambda p: read_png(p, what="semantic label")])
+def test_dataset_images_claiming_huge_sizes(tmp_path: Path, reader) -> None:
+    for path in (
+        _png_claiming(tmp_path / "a.png", 46341, 46341),
+        _png_claiming(tmp_path / "b.png", 20000, 20000),  # under OpenCV's 2^30, over ours
+        _jpeg_claiming(tmp_path / "c.jpg", 60000, 60000),
+    ):
+        with pytest.raises(DataError) as e:
+            reader(path)
+        assert "header claims" in _one_line(e, path)
+
+
+def test_sizes_read_from_real_headers(tmp_path: Path) -> None:
+    img = np.zeros((7, 11, 3), np.uint8)
+    for ext in (".png", ".jpg", ".bmp", ".webp"):
+        ok, buf = cv2.imencode(ext, img)
+        assert ok and image_size(buf) == (11, 7), ext
+    assert image_size(b"not an image") is None
+    assert 46341 * 46341 > MAX_IMAGE_PIXELS >= 16384 * 16384
+
+
+def test_ordinary_images_still_read(tmp_path: Path) -> None:
+    rgb = np.arange(7 * 11 * 3, dtype=np.uint8).reshape(7, 11, 3)
+    cv2.imwrite(str(tmp_path / "x.png"), rgb[..., ::-1])
+    assert np.array_equal(read_rgb(tmp_path / "x.png"), rgb)
