@@ -29,6 +29,13 @@ _LABEL_SUFFIX = "_gtFine_labelIds.png"
 _INST_SUFFIX = "_gtFine_instanceIds.png"
 ROOT_FIX_HINT = "run `spino synth` or set paths.raw"
 
+
+class UnknownImageError(DataError, KeyError):
+    """A stem the dataset does not have: a one-line DataError that is also a KeyError."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 #: (256,) bool: labelId -> is a thing class (has instances) in the Cityscapes table.
 THING_LABEL_MASK = np.zeros(256, dtype=bool)
 for _lid in VALID_LABEL_IDS:
@@ -163,7 +170,10 @@ class LabelledPngDataset:
         try:
             return self._images[stem]
         except KeyError:
-            raise KeyError(f"unknown stem {stem!r} in {self!r}") from None
+            raise UnknownImageError(
+                f"image {stem!r} is not in {self!r}; labels or predictions that name it were "
+                "made for another dataset or split: re-create them for this one"
+            ) from None
 
     def image_path(self, stem: str) -> Path:
         return self._path(stem)

@@ -75,3 +75,22 @@ def test_ordinary_images_still_read(tmp_path: Path) -> None:
     rgb = np.arange(7 * 11 * 3, dtype=np.uint8).reshape(7, 11, 3)
     cv2.imwrite(str(tmp_path / "x.png"), rgb[..., ::-1])
     assert np.array_equal(read_rgb(tmp_path / "x.png"), rgb)
+
+
+def test_image_id_not_in_the_dataset_is_one_line(tmp_path: Path) -> None:
+    """A pseudo-label stem the dataset lacks (the report asks ``has_labels``): one line."""
+    from spino_core.data.datasets import open_dataset
+    from spino_core.data.synth import generate_synthetic_dataset
+
+    root = tmp_path / "raw"
+    generate_synthetic_dataset(
+        root, n_train=1, n_val=0, height=64, width=128, seed=0, progress=False
+    )
+    dataset = open_dataset("cityscapes", root, "train")
+    for ask in (dataset.has_labels, dataset.image_path, dataset.load):
+        with pytest.raises(DataError) as e:
+            ask("berlin_999999_000019")
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("image 'berlin_999999_000019' is not in")
+    with pytest.raises(KeyError):  # still a KeyError for callers that catch one
+        dataset.image_path("nope")
