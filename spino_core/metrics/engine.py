@@ -4,8 +4,8 @@
 report (:mod:`spino_core.report.per_image`) both call :func:`evaluate_pairs`; they differ
 only in how they treat ground-truth images without a prediction.
 
-Images run on a thread pool, not a process pool: OpenCV's PNG decoder and the numpy
-passes over the pixels release the GIL, so threads scale like processes here without a
+Images run on a thread pool, not a process pool: zlib, OpenCV's PNG decoder and the
+numpy passes over the pixels release the GIL, so threads scale like processes here without a
 process start-up (~0.3 s per spawned worker, which used to be most of a small run), without
 pickling, and without the fork-vs-spawn hazards of pools started from a multi-threaded
 caller. Every image gets its own small accumulators; they are merged in image order in the
@@ -24,13 +24,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from spino_core.data.coco_panoptic import PanopticSet, mismatch_message, read_panoptic_png
+from spino_core.data.coco_panoptic import PanopticSet, mismatch_message
+from spino_core.data.panoptic_runs import read_panoptic_runs
 from spino_core.errors import DataError
 from spino_core.metrics.panoptic import (
     AreaMismatchError,
     PanopticQuality,
     SegmentMismatchError,
-    pair_histogram,
+    pair_histogram_runs,
 )
 from spino_core.metrics.semantic import ConfusionMatrix
 
@@ -124,11 +125,11 @@ def _evaluate_pair(
     pair: Pair, categories: list[dict], with_miou: bool, per_image: bool
 ) -> tuple[PanopticQuality, ConfusionMatrix | None, ImageResult | None]:
     """One image's accumulators (and its own PQ); bad files raise a one-line DataError."""
-    gt_ids, pred_ids = read_panoptic_png(pair.gt_png), read_panoptic_png(pair.pred_png)
+    gt_runs, pred_runs = read_panoptic_runs(pair.gt_png), read_panoptic_runs(pair.pred_png)
     gt_segs, pred_segs = pair.gt_segments, pair.pred_segments
     one = PanopticQuality(categories)
     try:
-        hist = pair_histogram(gt_ids, gt_segs, pred_ids, pred_segs)
+        hist = pair_histogram_runs(gt_runs, gt_segs, pred_runs, pred_segs)
         one.update_from_histogram(hist, gt_segs, pred_segs)
     except (SegmentMismatchError, AreaMismatchError) as e:
         gt_side = e.side == "ground truth"

@@ -1,0 +1,150 @@
+"""A COCO-panoptic PNG as runs: the flat pixel positions where the id changes, and the ids.
+
+Panoptic maps are piecewise constant: a 1024x2048 map has ~2M pixels but ~10-30k runs
+(maximal stretches of one id in row-major order). The metrics only need per-segment pixel
+counts of pairs of maps, which runs give exactly, so the evaluation works on runs.
+
+PNGs written by OpenCV (every PNG this project writes: pseudo-labels, predictions,
+converted ground truth) filter every row with PNG's *Sub* filter: each byte stores the
+difference to the same channel of the pixel on its left. A pixel therefore starts a run
+exactly where one of its filtered bytes is non-zero, and the run's id is a running sum of
+those few bytes. :func:`read_panoptic_runs` reads such files straight from the inflated
+stream (zlib, a word-wise ``flatnonzero``, sums over the ~1% non-zero bytes), skipping
+the PNG unfiltering and the per-pixel id conversion (~30% less CPU than decoding with
+OpenCV). Any other PNG (other filters, alpha, interlacing, 16 bit, a corrupt stream) is
+decoded with OpenCV by :func:`~spino_core.data.coco_panoptic.read_panoptic_png`, which
+also gives the error messages. Both paths give identical runs (tested).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spino_core.data.coco_panoptic import read_panoptic_png
+from spino_core.data.image_io import check_pixels
+from spino_core.errors import DataError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SUB = 1  # PNG filter type
+
+
+@dataclass(frozen=True)
+class PanopticRuns:
+    """Run-length form of an (H, W) id map in row-major order.
+
+    ``starts``: (K,) int64, increasing, ``starts[0] == 0``: flat index of each run's first
+    pixel; ``ids``: (K,) int64 segment id of each run (0 = void). Run ``i`` covers
+    ``[starts[i], starts[i + 1])`` (the last one up to ``H * W``). Neighbouring runs may
+    hold the same id (every row start is a run start on the fast path).
+    """
+
+    shape: tuple[int, int]
+    starts: np.ndarray
+    ids: np.ndarray
+
+    def to_ids(self) -> np.ndarray:
+        """(H, W) int64 id map (for tests and debugging)."""
+        h, w = self.shape
+        return np.repeat(self.ids, np.diff(self.starts, append=h * w)).reshape(h, w)
+
+
+def runs_from_ids(ids: np.ndarray) -> PanopticRuns:
+    """Runs of an (H, W) integer id map: one comparison and one ``flatnonzero`` pass."""
+    flat = np.ascontiguousarray(ids).reshape(-1)
+    change = np.empty(flat.size, dtype=bool)
+    if flat.size:
+        change[0] = True
+        np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return PanopticRuns(tuple(ids.shape), starts, flat[starts].astype(np.int64))
+
+
+def read_panoptic_runs(path: Path) -> PanopticRuns:
+    """Runs of a COCO-panoptic PNG (id = R + 256 G + 256^2 B); DataError naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(
+            f"{path}: cannot read panoptic PNG ({e.strerror or e}); check the path"
+        ) from None
+    check_pixels(path, data, what="panoptic PNG")
+    runs = _sub_filtered_runs(data)
+    return runs if runs is not None else runs_from_ids(read_panoptic_png(path))
+
+
+def _png_parts(data: bytes) -> tuple[bytes, bytes] | None:
+    """(IHDR body, concatenated IDAT bodies) of a PNG, or None if it is not a plain one."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos, ihdr, idat = 8, None, []
+    while pos + 8 <= len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if pos + 12 + n > len(data):
+            return None
+        if kind == b"IHDR":
+            ihdr = data[pos + 8 : pos + 8 + n]
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + n])
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    if ihdr is None or len(ihdr) != 13 or not idat:
+        return None
+    return ihdr, b"".join(idat)
+
+
+def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
+    """Runs straight from an 8-bit RGB PNG whose rows all use the Sub filter; else None."""
+    parts = _png_parts(data)
+    if parts is None:
+        return None
+    w, h, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", parts[0])
+    if (depth, colour, compression, filtering, interlace) != (8, 2, 0, 0, 0) or not w * h:
+        return None
+    stride = 1 + 3 * w
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(parts[1], h * stride + 1)
+    except zlib.error:
+        return None  # OpenCV reports the corrupt stream
+    if len(raw) != h * stride or not inflater.eof:
+        return None
+    buf = np.frombuffer(raw + bytes(-len(raw) % 8), dtype=np.uint8)
+    filters = buf[: h * stride : stride]
+    # One pixel per row: Sub and None (0) are the same (the left neighbour counts as 0).
+    if not ((filters == _SUB) | ((filters == 0) & (w == 1))).all():
+        return None
+    # Non-zero bytes, 8 at a time: ~1% of the words hold any.
+    words = np.flatnonzero(buf.view(np.uint64))
+    pos = (words[:, None] * 8 + np.arange(8)).ravel()
+    pos = pos[buf[pos] != 0]
+    row, col = np.divmod(pos, stride)
+    keep = col > 0  # the filter-type bytes
+    row, col, val = row[keep], col[keep] - 1, buf[pos[keep]].astype(np.int64)
+    x, channel = np.divmod(col, 3)
+    pixel = row * w + x
+    starts = np.union1d(np.arange(h, dtype=np.int64) * w, pixel[x > 0])
+    start_row = starts // w
+    ids = np.zeros(starts.size, dtype=np.int64)
+    for c in range(3):  # R, G, B: the value is the row's running sum of its bytes, mod 256
+        sel = channel == c
+        if not sel.any():
+            continue
+        pc, vc, rc = pixel[sel], val[sel], row[sel]
+        total = np.cumsum(vc)
+        first = np.ones(pc.size, dtype=bool)
+        first[1:] = rc[1:] != rc[:-1]
+        first_of_row = np.maximum.accumulate(np.where(first, np.arange(pc.size), 0))
+        in_row = (total - total[first_of_row] + vc[first_of_row]) & 255
+        last = np.searchsorted(pc, starts, side="right") - 1
+        ok = last >= 0
+        ok[ok] = rc[last[ok]] == start_row[ok]
+        ids[ok] += in_row[last[ok]] << (8 * c)
+    return PanopticRuns((h, w), starts, ids)
