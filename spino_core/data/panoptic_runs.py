@@ -53,6 +53,21 @@ class PanopticRuns:
         return np.repeat(self.ids, np.diff(self.starts, append=h * w)).reshape(h, w)
 
 
+def merge_starts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted union of two sorted (N,) int64 arrays.
+
+    A stable sort of the concatenation (a merge of two sorted runs) and one comparison;
+    ``np.union1d`` goes through numpy 2's hash-based ``unique``, ~25x slower here.
+    """
+    merged = np.concatenate([a, b])
+    merged.sort(kind="stable")
+    keep = np.empty(merged.size, dtype=bool)
+    if merged.size:
+        keep[0] = True
+        np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    return merged[keep]
+
+
 def runs_from_ids(ids: np.ndarray) -> PanopticRuns:
     """Runs of an (H, W) integer id map: one comparison and one ``flatnonzero`` pass."""
     flat = np.ascontiguousarray(ids).reshape(-1)
@@ -122,7 +137,7 @@ def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
     if not ((filters == _SUB) | ((filters == 0) & (w == 1))).all():
         return None
     # Non-zero bytes, 8 at a time: ~1% of the words hold any.
-    words = np.flatnonzero(buf.view(np.uint64))
+    words = np.flatnonzero(buf.view(np.uint64) != 0)
     pos = (words[:, None] * 8 + np.arange(8)).ravel()
     pos = pos[buf[pos] != 0]
     row, col = np.divmod(pos, stride)
@@ -130,21 +145,15 @@ def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
     row, col, val = row[keep], col[keep] - 1, buf[pos[keep]].astype(np.int64)
     x, channel = np.divmod(col, 3)
     pixel = row * w + x
-    starts = np.union1d(np.arange(h, dtype=np.int64) * w, pixel[x > 0])
-    start_row = starts // w
-    ids = np.zeros(starts.size, dtype=np.int64)
-    for c in range(3):  # R, G, B: the value is the row's running sum of its bytes, mod 256
-        sel = channel == c
-        if not sel.any():
-            continue
-        pc, vc, rc = pixel[sel], val[sel], row[sel]
-        total = np.cumsum(vc)
-        first = np.ones(pc.size, dtype=bool)
-        first[1:] = rc[1:] != rc[:-1]
-        first_of_row = np.maximum.accumulate(np.where(first, np.arange(pc.size), 0))
-        in_row = (total - total[first_of_row] + vc[first_of_row]) & 255
-        last = np.searchsorted(pc, starts, side="right") - 1
-        ok = last >= 0
-        ok[ok] = rc[last[ok]] == start_row[ok]
-        ids[ok] += in_row[last[ok]] << (8 * c)
+    row_starts = np.arange(h, dtype=np.int64) * w
+    starts = merge_starts(row_starts, pixel[x > 0])  # every non-zero byte's pixel is in
+    # (K, 3) filtered bytes per run start; a channel's value is the running sum of its
+    # bytes since the row began, mod 256.
+    filtered = np.zeros((starts.size, 3), dtype=np.int64)
+    filtered[np.searchsorted(starts, pixel), channel] = val
+    total = np.cumsum(filtered, axis=0)
+    first = np.searchsorted(starts, row_starts)[starts // w]  # index of the row's start
+    before = np.where((first > 0)[:, None], total[first - 1], 0)
+    rgb = (total - before) & 255
+    ids = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16)
     return PanopticRuns((h, w), starts, ids)

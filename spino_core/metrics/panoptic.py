@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from spino_core.data.coco_panoptic import segment_index_map
-from spino_core.data.panoptic_runs import PanopticRuns, runs_from_ids
+from spino_core.data.panoptic_runs import PanopticRuns, merge_starts, runs_from_ids
 
 
 class SegmentMismatchError(ValueError):
@@ -103,7 +103,7 @@ def pair_histogram_runs(
         raise ValueError(f"shape mismatch: ground truth {gt.shape}, prediction {pred.shape}")
     g, p = len(gt_segments), len(pred_segments)
     rows, cols = g + 2, p + 2
-    starts = np.union1d(gt.starts, pred.starts)
+    starts = merge_starts(gt.starts, pred.starts)
     gt_run = gt.ids[np.searchsorted(gt.starts, starts, side="right") - 1]
     pred_run = pred.ids[np.searchsorted(pred.starts, starts, side="right") - 1]
     lengths = np.diff(starts, append=gt.shape[0] * gt.shape[1])
