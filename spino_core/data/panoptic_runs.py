@@ -31,6 +31,8 @@ from spino_core.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SUB = 1  # PNG filter type
+_MAX_INFLATE = 1032  # deflate's largest expansion ratio
+_UNBOUNDED_INFLATE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,28 @@ def _png_parts(data: bytes) -> tuple[bytes, bytes] | None:
     return ihdr, b"".join(idat)
 
 
+def _inflate(stream: bytes, size: int) -> bytes | None:
+    """Exactly ``size`` inflated bytes of a zlib stream, or None (corrupt, short or long).
+
+    ``zlib.decompress`` with the exact ``bufsize`` makes one allocation and no copy (~1 ms
+    and ~3k page faults less per 1024x2048 map than a decompressobj), but does not stop at
+    ``size``: it is used only where deflate's largest expansion (1032:1) keeps the output
+    under 64 MiB, so a hostile stream cannot exhaust memory; larger streams are inflated
+    with a ``max_length`` bound.
+    """
+    try:
+        if len(stream) * _MAX_INFLATE <= max(size, _UNBOUNDED_INFLATE_BYTES):
+            raw = zlib.decompress(stream, bufsize=size)
+        else:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(stream, size + 1)
+            if not inflater.eof:
+                return None
+    except zlib.error:
+        return None  # OpenCV reports the corrupt stream
+    return raw if len(raw) == size else None
+
+
 def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
     """Runs straight from an 8-bit RGB PNG whose rows all use the Sub filter; else None."""
     parts = _png_parts(data)
@@ -124,22 +148,19 @@ def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
     if (depth, colour, compression, filtering, interlace) != (8, 2, 0, 0, 0) or not w * h:
         return None
     stride = 1 + 3 * w
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(parts[1], h * stride + 1)
-    except zlib.error:
-        return None  # OpenCV reports the corrupt stream
-    if len(raw) != h * stride or not inflater.eof:
+    raw = _inflate(parts[1], h * stride)
+    if raw is None:
         return None
-    buf = np.frombuffer(raw + bytes(-len(raw) % 8), dtype=np.uint8)
+    buf = np.frombuffer(raw, dtype=np.uint8)
     filters = buf[: h * stride : stride]
     # One pixel per row: Sub and None (0) are the same (the left neighbour counts as 0).
     if not ((filters == _SUB) | ((filters == 0) & (w == 1))).all():
         return None
     # Non-zero bytes, 8 at a time: ~1% of the words hold any.
-    words = np.flatnonzero(buf.view(np.uint64) != 0)
+    n8 = buf.size // 8 * 8
+    words = np.flatnonzero(buf[:n8].view(np.uint64) != 0)
     pos = (words[:, None] * 8 + np.arange(8)).ravel()
-    pos = pos[buf[pos] != 0]
+    pos = np.concatenate([pos[buf[pos] != 0], n8 + np.flatnonzero(buf[n8:])])
     row, col = np.divmod(pos, stride)
     keep = col > 0  # the filter-type bytes
     row, col, val = row[keep], col[keep] - 1, buf[pos[keep]].astype(np.int64)

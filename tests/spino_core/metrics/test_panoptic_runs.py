@@ -79,3 +79,20 @@ def test_corrupt_stream_is_one_line(tmp_path: Path) -> None:
     assert str(path) in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(DataError, match=r"nope\.png"):
         read_panoptic_runs(tmp_path / "nope.png")
+
+
+def test_bounded_inflate_gives_the_same_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams that could inflate past 64 MiB take the max_length-bounded path."""
+    from spino_core.data import panoptic_runs
+
+    ids = _maps(np.random.default_rng(2))[4]
+    write_panoptic_png(tmp_path / "a.png", ids)
+    monkeypatch.setattr(panoptic_runs, "_UNBOUNDED_INFLATE_BYTES", 0)
+    runs = _sub_filtered_runs((tmp_path / "a.png").read_bytes())
+    assert runs is not None and np.array_equal(runs.to_ids(), ids)
+    stream = panoptic_runs.zlib.compress(bytes(1000))
+    assert panoptic_runs._inflate(stream, 999) is None  # longer than the header says
+    assert panoptic_runs._inflate(stream, 1001) is None  # shorter
+    assert panoptic_runs._inflate(stream, 1000) == bytes(1000)
