@@ -158,12 +158,16 @@ def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
         return None
     # Non-zero bytes, 8 at a time: ~1% of the words hold any.
     n8 = buf.size // 8 * 8
-    words = np.flatnonzero(buf[:n8].view(np.uint64) != 0)
-    pos = (words[:, None] * 8 + np.arange(8)).ravel()
-    pos = np.concatenate([pos[buf[pos] != 0], n8 + np.flatnonzero(buf[n8:])])
+    as_words = buf[:n8].view(np.uint64)
+    words = np.flatnonzero(as_words != 0)
+    word_bytes = as_words[words].view(np.uint8)  # (8 * nnz,) the bytes of those words
+    hit = np.flatnonzero(word_bytes)
+    tail = np.flatnonzero(buf[n8:])
+    pos = np.concatenate([words[hit >> 3] * 8 + (hit & 7), n8 + tail])
+    val = np.concatenate([word_bytes[hit], buf[n8:][tail]]).astype(np.int64)
     row, col = np.divmod(pos, stride)
     keep = col > 0  # the filter-type bytes
-    row, col, val = row[keep], col[keep] - 1, buf[pos[keep]].astype(np.int64)
+    row, col, val = row[keep], col[keep] - 1, val[keep]
     x, channel = np.divmod(col, 3)
     pixel = row * w + x
     row_starts = np.arange(h, dtype=np.int64) * w
