@@ -74,6 +74,7 @@ def test_corrupt_stream_is_one_line(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[60:80] = bytes(20)  # inside the IDAT stream
     path.write_bytes(bytes(data))
+    assert _sub_filtered_runs(bytes(data)) is None  # the chunk CRC-32 no longer matches
     with pytest.raises(DataError) as e:
         read_panoptic_runs(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
