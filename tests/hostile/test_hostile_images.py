@@ -94,3 +94,13 @@ def test_image_id_not_in_the_dataset_is_one_line(tmp_path: Path) -> None:
         assert "\n" not in msg and msg.startswith("image 'berlin_999999_000019' is not in")
     with pytest.raises(KeyError):  # still a KeyError for callers that catch one
         dataset.image_path("nope")
+
+
+def test_report_images_are_header_checked(tmp_path: Path) -> None:
+    """The report's image loader (overlay pictures) refuses a huge header too."""
+    from spino_core.report.quality import _loader
+
+    path = _png_claiming(tmp_path / "frame.png", 46341, 46341)
+    with pytest.raises(DataError) as e:
+        _loader({"frame": path}, [])("frame")
+    assert "header claims" in _one_line(e, path)
