@@ -19,8 +19,10 @@ import numpy as np
 
 from spino_core.errors import DataError
 
-#: Largest image accepted (pixels): 2^28 = 16384 x 16384, 128x a Cityscapes frame.
-MAX_IMAGE_PIXELS = 1 << 28
+#: Largest image accepted (pixels): 2^27, e.g. 8192 x 16384, 64x a Cityscapes frame. Below
+#: Pillow's hard decompression-bomb limit (~1.79e8 px), so a header Pillow refuses is
+#: over ours too.
+MAX_IMAGE_PIXELS = 1 << 27
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, ...): not DHT/JPG/DAC.
@@ -31,7 +33,8 @@ def image_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     """(width, height) from the header of an encoded image, or None if it cannot be read.
 
     PNG and JPEG are parsed here (a few bytes, no decoder); other formats ask Pillow's
-    lazy ``Image.open``, which reads only the header.
+    lazy ``Image.open``, which reads only the header. Raises :class:`_OverPillowLimit` for
+    a header Pillow itself refuses as too large.
     """
     head = bytes(data[:33])
     if head.startswith(_PNG_SIGNATURE):
@@ -66,6 +69,10 @@ def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
     return None
 
 
+class _OverPillowLimit(Exception):
+    """Pillow refused the header as a decompression bomb (more than ~1.79e8 pixels)."""
+
+
 def _pillow_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     import io
     import warnings
@@ -74,23 +81,29 @@ def _pillow_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning
-            Image.MAX_IMAGE_PIXELS = None  # the size is judged here, not by Pillow
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(bytes(data))) as img:
                 return img.size
+    except Image.DecompressionBombError:
+        raise _OverPillowLimit from None
     except Exception:  # not an image Pillow knows: let OpenCV decide
         return None
 
 
 def check_pixels(path: Path, data: np.ndarray | bytes, *, what: str = "image") -> None:
     """DataError naming ``path`` if the header claims more than MAX_IMAGE_PIXELS pixels."""
-    size = image_size(data)
-    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        w, h = size
-        raise DataError(
-            f"{path}: {what} header claims {w}x{h} pixels, over the limit of "
-            f"{MAX_IMAGE_PIXELS} (2^28); the file is corrupt or not a dataset image"
-        )
+    try:
+        size = image_size(data)
+    except _OverPillowLimit:
+        size, claim = None, "more than 1.79e8 pixels"
+    else:
+        if size is None or size[0] * size[1] <= MAX_IMAGE_PIXELS:
+            return
+        claim = f"{size[0]}x{size[1]} pixels"
+    raise DataError(
+        f"{path}: {what} header claims {claim}, over the limit of {MAX_IMAGE_PIXELS} "
+        "(2^27); the file is corrupt or not a dataset image"
+    )
 
 
 def decode_image(

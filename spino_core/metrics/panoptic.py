@@ -109,7 +109,7 @@ def pair_histogram_runs(
     lengths = np.diff(starts, append=gt.shape[0] * gt.shape[1])
     key = segment_index_map(gt_run, [s["id"] for s in gt_segments], scale=cols, dtype=np.int64)
     key += segment_index_map(pred_run, [s["id"] for s in pred_segments], dtype=np.int64)
-    # float64 weights are exact for counts below 2^53 (images are capped at 2^28 pixels).
+    # float64 weights are exact for counts below 2^53 (images are capped at 2^27 pixels).
     hist = np.bincount(key, weights=lengths, minlength=rows * cols).astype(np.int64)
     hist = hist.reshape(rows, cols)
     for side, ids, segs, counts in (
