@@ -153,6 +153,20 @@ with contextlib.redirect_stdout(io.StringIO()):
 """
 
 
+def _pil_copy(src: Path, dst: Path) -> None:
+    """Re-write every PNG of ``src`` with Pillow (adaptive row filters, as cityscapesscripts'
+    ``createPanopticImgs`` writes Cityscapes' ground truth): ours then decodes with OpenCV."""
+    from PIL import Image
+
+    from spino_core.data.coco_panoptic import read_panoptic_png
+    from spino_core.data.panoptic_ids import id2rgb
+
+    dst.mkdir(exist_ok=True)
+    for png in sorted(src.glob("*.png")):
+        if not (dst / png.name).exists():
+            Image.fromarray(id2rgb(read_panoptic_png(png))).save(dst / png.name)
+
+
 def _integer_ids(src: Path, dst: Path) -> None:
     """Copy a COCO-panoptic JSON with image ids 1..N (hotcoco refuses string ids)."""
     doc = json.loads(src.read_text())
@@ -196,6 +210,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best time is reported")
     ap.add_argument("--dir", type=Path, help="keep the generated files here (default: temp)")
+    ap.add_argument(
+        "--pil-gt", action="store_true", help="ground-truth PNGs written by Pillow, not OpenCV"
+    )
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_pq_"))
     try:
@@ -208,6 +225,10 @@ def main() -> None:
         )
         load = os.getloadavg()[0]
         gt, pred = (root / "gt.json", root / "gt"), (root / "pred.json", root / "pred")
+        if args.pil_gt:
+            _pil_copy(gt[1], root / "gt_pil")
+            gt = (gt[0], root / "gt_pil")
+            print("ground-truth PNGs written by Pillow (OpenCV-decoded path)")
         for side in ("gt", "pred"):
             _integer_ids(root / f"{side}.json", root / f"{side}_int.json")
         py = sys.executable
