@@ -9,9 +9,9 @@ converted ground truth) filter every row with PNG's *Sub* filter: each byte stor
 difference to the same channel of the pixel on its left. A pixel therefore starts a run
 exactly where one of its filtered bytes is non-zero, and the run's id is a running sum of
 those few bytes. :func:`read_panoptic_runs` reads such files straight from the inflated
-stream (zlib, a word-wise ``flatnonzero``, sums over the ~1% non-zero bytes), skipping
-the PNG unfiltering and the per-pixel id conversion (~30% less CPU than decoding with
-OpenCV). Any other PNG (other filters, alpha, interlacing, 16 bit, a corrupt stream) is
+stream (raw inflate after checking the chunk CRC-32s, a word-wise ``flatnonzero``, sums
+over the ~1% non-zero bytes), skipping the PNG unfiltering and the per-pixel id
+conversion: ~6 ms per 1024x2048 map instead of ~14 ms through OpenCV. Any other PNG (other filters, alpha, interlacing, 16 bit, a corrupt stream) is
 decoded with OpenCV by :func:`~spino_core.data.coco_panoptic.read_panoptic_png`, which
 also gives the error messages. Both paths give identical runs (tested).
 """
