@@ -1,24 +1,30 @@
-"""Benchmark ``evaluate_panoptic_files`` against the PNG-decode floor and cityscapesscripts.
+"""Benchmark ``spino evaluate-panoptic`` against hotcoco, cityscapesscripts and a decode floor.
 
 Generates N Cityscapes-like image pairs (~20 stuff regions, ~30 thing instances, two crowd
 regions, void; prediction = perturbed ground truth), writes them as COCO-panoptic, then
-times three fresh subprocesses over the same files and worker count:
+times fresh subprocesses over the same files:
 
-  (a) decode only: cv2.imread of every PNG in a process pool (the floor),
-  (b) ours: ``python -m spino_core.metrics.evaluate_files``,
-  (c) cityscapesscripts ``evaluatePanoptic`` (its own pool over all cores).
+  (a) decode only: cv2.imread of every PNG in a process pool (``--workers``),
+  (b) ours: ``python -m spino_core.metrics.evaluate_files`` (``--workers`` threads),
+  (c) hotcoco ``panoptic.pq_compute`` (Rust, its own threads over all cores; it needs
+      integer image_ids, so it reads copies of the JSONs with the ids remapped),
+  (d) cityscapesscripts ``evaluatePanoptic`` (its own pool over all cores).
 
-It asserts (b) and (c) give the same numbers (1e-9) and prints times and ratios.
+It asserts (b), (c) and (d) give the same numbers (1e-9) and prints times and ratios.
+hotcoco is optional (``pip install hotcoco``, in the ``dev`` extras); without it (c) is
+skipped.
 
-    .venv/bin/python benchmarks/bench_evaluate_panoptic.py --n 200
+    .venv/bin/python benchmarks/bench_evaluate_panoptic.py --n 80
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -130,6 +136,15 @@ if __name__ == "__main__":
         assert len(pool.map(dec, files, chunksize=max(1, len(files) // (n * 8)))) == len(files)
 """
 
+_HOTCOCO = """
+import contextlib, io, json, sys
+from hotcoco.panoptic import pq_compute
+with contextlib.redirect_stdout(io.StringIO()):
+    res = pq_compute(*sys.argv[1:5])
+with open(sys.argv[5], "w") as f:
+    json.dump(res, f)
+"""
+
 _REFERENCE = """
 import contextlib, io, sys
 from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
@@ -138,12 +153,42 @@ with contextlib.redirect_stdout(io.StringIO()):
 """
 
 
-def _timed(cmd: list[str]) -> float:
+def _pil_copy(src: Path, dst: Path) -> None:
+    """Re-write every PNG of ``src`` with Pillow (adaptive row filters, as cityscapesscripts'
+    ``createPanopticImgs`` writes Cityscapes' ground truth): ours then decodes with OpenCV."""
+    from PIL import Image
+
+    from spino_core.data.coco_panoptic import read_panoptic_png
+    from spino_core.data.panoptic_ids import id2rgb
+
+    dst.mkdir(exist_ok=True)
+    for png in sorted(src.glob("*.png")):
+        if not (dst / png.name).exists():
+            Image.fromarray(id2rgb(read_panoptic_png(png))).save(dst / png.name)
+
+
+def _integer_ids(src: Path, dst: Path) -> None:
+    """Copy a COCO-panoptic JSON with image ids 1..N (hotcoco refuses string ids)."""
+    doc = json.loads(src.read_text())
+    remap = {img["id"]: i for i, img in enumerate(doc["images"], start=1)}
+    for img in doc["images"]:
+        img["id"] = remap[img["id"]]
+    for ann in doc["annotations"]:
+        ann["image_id"] = remap[ann["image_id"]]
+    dst.write_text(json.dumps(doc))
+
+
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"failed ({done.returncode}): {cmd}\n{done.stderr}")
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
 
 
 def _compare(ours: dict, ref: dict) -> None:
@@ -165,6 +210,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best time is reported")
     ap.add_argument("--dir", type=Path, help="keep the generated files here (default: temp)")
+    ap.add_argument(
+        "--pil-gt", action="store_true", help="ground-truth PNGs written by Pillow, not OpenCV"
+    )
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_pq_"))
     try:
@@ -175,7 +223,14 @@ def main() -> None:
             f"data: {args.n} pairs {args.height}x{args.width} in {root} "
             f"({time.perf_counter() - t0:.1f} s)"
         )
+        load = os.getloadavg()[0]
         gt, pred = (root / "gt.json", root / "gt"), (root / "pred.json", root / "pred")
+        if args.pil_gt:
+            _pil_copy(gt[1], root / "gt_pil")
+            gt = (gt[0], root / "gt_pil")
+            print("ground-truth PNGs written by Pillow (OpenCV-decoded path)")
+        for side in ("gt", "pred"):
+            _integer_ids(root / f"{side}.json", root / f"{side}_int.json")
         py = sys.executable
         cmds = {
             "decode": [py, "-c", _DECODE, str(args.workers), str(gt[1]), str(pred[1])],
@@ -198,6 +253,16 @@ def main() -> None:
                 "--no-progress",
                 "--quiet",
             ],
+            "hotcoco": [
+                py,
+                "-c",
+                _HOTCOCO,
+                str(root / "gt_int.json"),
+                str(root / "pred_int.json"),
+                str(gt[1]),
+                str(pred[1]),
+                str(root / "hotcoco.json"),
+            ],
             "reference": [
                 py,
                 "-c",
@@ -209,35 +274,51 @@ def main() -> None:
                 str(root / "ref.json"),
             ],
         }
+        if importlib.util.find_spec("hotcoco") is None:
+            print("hotcoco is not installed: (c) skipped")
+            del cmds["hotcoco"]
         # Interleaved rounds, best of each: the machine is shared, so the minimum is the
-        # least disturbed measurement of each command.
-        times: dict[str, list[float]] = {k: [] for k in cmds}
+        # least disturbed measurement of each command. CPU time (user + system, all
+        # threads and child processes) is the figure least moved by other jobs.
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
         for _ in range(args.repeat):
             for name, cmd in cmds.items():
                 times[name].append(_timed(cmd))
         ours = json.loads((root / "ours.json").read_text())
         ref = json.loads((root / "ref.json").read_text())
         _compare(ours, ref)
+        if "hotcoco" in cmds:
+            _compare(json.loads((root / "hotcoco.json").read_text()), ref)
+        peers = "cityscapesscripts and hotcoco" if "hotcoco" in cmds else "cityscapesscripts"
         print(
-            f"identical to cityscapesscripts: PQ {ours['All']['pq']:.6f} "
-            f"SQ {ours['All']['sq']:.6f} RQ {ours['All']['rq']:.6f} (n {ours['All']['n']})"
+            f"identical to {peers}: PQ {ours['All']['pq']:.6f} SQ {ours['All']['sq']:.6f} "
+            f"RQ {ours['All']['rq']:.6f} (n {ours['All']['n']})"
         )
-        best = {k: min(v) for k, v in times.items()}
+        wall = {k: min(w for w, _ in v) for k, v in times.items()}
+        cpu = {k: min(c for _, c in v) for k, v in times.items()}
         print(
-            f"workers {args.workers}; wall time of fresh processes over {2 * args.n} PNGs "
-            f"(best of {args.repeat}; all: "
-            + ", ".join(f"{k} {[round(t, 2) for t in v]}" for k, v in times.items())
-            + ")"
+            f"workers {args.workers}; fresh processes over {2 * args.n} PNGs, best of "
+            f"{args.repeat} (all wall: "
+            + ", ".join(f"{k} {[round(w, 2) for w, _ in v]}" for k, v in times.items())
+            + f"); load average before: {load:.1f}"
         )
-        print(f"  (a) decode only       {best['decode']:7.2f} s")
-        print(
-            f"  (b) ours              {best['ours']:7.2f} s   ours / decode = "
-            f"{best['ours'] / best['decode']:.2f}"
-        )
-        print(
-            f"  (c) cityscapesscripts {best['reference']:7.2f} s   cityscapesscripts / ours = "
-            f"{best['reference'] / best['ours']:.2f}"
-        )
+        names = {
+            "decode": "(a) decode only (cv2)",
+            "ours": "(b) ours",
+            "hotcoco": "(c) hotcoco",
+            "reference": "(d) cityscapesscripts",
+        }
+        print(f"  {'':24s} {'wall s':>7s} {'CPU s':>7s}  wall / ours  CPU / ours")
+        for k in cmds:
+            print(
+                f"  {names[k]:24s} {wall[k]:7.2f} {cpu[k]:7.2f}  "
+                f"{wall[k] / wall['ours']:10.2f}  {cpu[k] / cpu['ours']:10.2f}"
+            )
+        if "hotcoco" in cmds:
+            print(
+                f"  ours / hotcoco: wall {wall['ours'] / wall['hotcoco']:.2f}, "
+                f"CPU {cpu['ours'] / cpu['hotcoco']:.2f} (target: wall <= 1.5)"
+            )
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

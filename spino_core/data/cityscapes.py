@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import NUM_CLASSES, VALID_LABEL_IDS, by_label_id, label_to_train_lut
+from spino_core.data.image_io import decode_image
 from spino_core.data.sample import Sample
 from spino_core.errors import DataError
 
@@ -27,6 +28,13 @@ _IMG_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"
 _INST_SUFFIX = "_gtFine_instanceIds.png"
 ROOT_FIX_HINT = "run `spino synth` or set paths.raw"
+
+
+class UnknownImageError(DataError, KeyError):
+    """A stem the dataset does not have: a one-line DataError that is also a KeyError."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
 
 #: (256,) bool: labelId -> is a thing class (has instances) in the Cityscapes table.
 THING_LABEL_MASK = np.zeros(256, dtype=bool)
@@ -44,10 +52,8 @@ def read_png(path: Path, *, what: str) -> np.ndarray:
     """Decode a PNG exactly as stored (uint8 or uint16, any channel count); DataError if not."""
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found; restore it or remove the image")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: cannot decode {what} PNG (corrupt?); re-export or delete it")
-    return img
+    # The header's pixel count is checked before decoding (a tiny file can claim 46341^2).
+    return decode_image(path, cv2.IMREAD_UNCHANGED, what=f"{what} PNG")
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -164,7 +170,10 @@ class LabelledPngDataset:
         try:
             return self._images[stem]
         except KeyError:
-            raise KeyError(f"unknown stem {stem!r} in {self!r}") from None
+            raise UnknownImageError(
+                f"image {stem!r} is not in {self!r}; labels or predictions that name it were "
+                "made for another dataset or split: re-create them for this one"
+            ) from None
 
     def image_path(self, stem: str) -> Path:
         return self._path(stem)

@@ -23,10 +23,15 @@ import numpy as np
 
 from spino_core.atomic import write_bytes_atomic, write_text_atomic
 from spino_core.data import classes
+from spino_core.data.image_io import MAX_IMAGE_PIXELS, decode_image
 from spino_core.data.panoptic_ids import id2rgb, rgb2id
 from spino_core.errors import DataError
 
 MAX_SEGMENT_ID = 256**3 - 1
+#: Largest panoptic JSON read (bytes); COCO's panoptic_train2017.json is ~0.4 GB.
+MAX_JSON_BYTES = 1 << 31
+#: Largest ``area`` accepted in segments_info (pixels): the image pixel limit.
+MAX_AREA = MAX_IMAGE_PIXELS
 # Segment id -> index through a lookup table up to this id (a 16 MiB table at most);
 # beyond it (random-colour ids, as COCO ships) a binary search is used instead.
 _LUT_MAX_ID = 1 << 22
@@ -58,7 +63,7 @@ def segment_index_map(
     if lo < 0:
         raise ValueError(f"segment ids must be non-negative, got {lo}")
     values = ((np.arange(n) + 1) * scale).astype(dtype)
-    if hi < _LUT_MAX_ID:
+    if hi < _LUT_MAX_ID and hi <= 16 * ids.size:  # a table no larger than the input
         lut = np.full(hi + 1, unknown, dtype=dtype)
         keep = seg <= hi
         lut[seg[keep]] = values[keep]
@@ -143,17 +148,10 @@ def read_panoptic_png(path: Path) -> np.ndarray:
 
     PNG decoding is the floor of every evaluation, so the conversion after it is one
     BGR->RGBA swap plus a uint32 view (~1 ms for 1024x2048) instead of three int32 passes.
+    The header's pixel count is checked before decoding (:func:`decode_image`).
     """
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise DataError(
-            f"{path}: cannot read panoptic PNG ({e.strerror or e}); check the path"
-        ) from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"{path}: not a readable PNG (corrupt or empty file); re-create it")
+    img = decode_image(path, cv2.IMREAD_UNCHANGED, what="panoptic PNG")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
         raise DataError(
             f"{path}: expected an 8-bit RGB COCO-panoptic PNG, got dtype {img.dtype} "
@@ -219,12 +217,7 @@ def _safe_file_name(name: Any) -> bool:
 def read_panoptic_json(json_path: Path, png_dir: Path) -> PanopticSet:
     """Read and validate a COCO-panoptic JSON; every problem is a DataError naming the file."""
     json_path, png_dir = Path(json_path), Path(png_dir)
-    try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{json_path}: cannot read panoptic JSON ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{json_path}: invalid JSON ({e}); re-create the file") from None
+    doc = load_json_bounded(json_path)
 
     def bad(msg: str) -> DataError:
         return DataError(f"{json_path}: {msg}")
@@ -235,11 +228,8 @@ def read_panoptic_json(json_path: Path, png_dir: Path) -> PanopticSet:
     categories = doc.get("categories") or classes.coco_categories()
     if not isinstance(images, list) or not isinstance(categories, list):
         raise bad("'images' and 'categories' must be lists")
-    cat_ids = set()
-    for c in categories:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "isthing" not in c:
-            raise bad(f"category {c!r} needs an integer 'id' and 'isthing'")
-        cat_ids.add(c["id"])
+    cat_ids = _check_categories(categories, bad)
+    _check_images(images, bad)
     by_image_id: dict[Any, dict] = {}
     by_file_name: dict[str, dict] = {}
     for i, ann in enumerate(doc["annotations"]):
@@ -272,22 +262,94 @@ def read_panoptic_json(json_path: Path, png_dir: Path) -> PanopticSet:
     )
 
 
+def load_json_bounded(json_path: Path) -> Any:
+    """Parse a JSON file of at most MAX_JSON_BYTES; every failure is one DataError line."""
+    try:
+        size = json_path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataError(
+                f"{json_path}: {size} bytes, over the {MAX_JSON_BYTES}-byte limit for a "
+                "panoptic JSON; split the set into smaller files"
+            )
+        return json.loads(json_path.read_bytes())
+    except OSError as e:
+        raise DataError(f"{json_path}: cannot read panoptic JSON ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{json_path}: invalid JSON ({e}); re-create the file") from None
+    except RecursionError:
+        raise DataError(
+            f"{json_path}: JSON nested too deeply to parse (a COCO-panoptic JSON is 4 levels "
+            "deep); re-create the file"
+        ) from None
+
+
+def _is_int(v: Any) -> bool:
+    """A JSON integer (``bool`` is an int subclass in Python, and is not one)."""
+    return type(v) is int
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_categories(categories: list, bad: Any) -> set[int]:
+    """Integer, unique ids and a boolean ``isthing`` (true/false or 0/1); returns the ids."""
+    cat_ids: set[int] = set()
+    for i, c in enumerate(categories):
+        if not isinstance(c, dict) or not _is_int(c.get("id")) or "isthing" not in c:
+            raise bad(f"categories[{i}] {_short(c)} needs an integer 'id' and 'isthing'")
+        if c["id"] in cat_ids:
+            raise bad(f"categories[{i}]: duplicate category id {c['id']}; list each once")
+        isthing = c["isthing"]
+        if not (isinstance(isthing, bool) or (_is_int(isthing) and isthing in (0, 1))):
+            raise bad(
+                f"categories[{i}] (id {c['id']}): isthing {_short(isthing)} must be "
+                "true/false or 0/1"
+            )
+        cat_ids.add(c["id"])
+    return cat_ids
+
+
+def _check_images(images: list, bad: Any) -> None:
+    """Every ``images`` entry is an object with a unique string or integer ``id``."""
+    seen: set[Any] = set()
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or "id" not in img:
+            raise bad(f"images[{i}] {_short(img)} must be an object with an 'id'")
+        image_id = img["id"]
+        if not (isinstance(image_id, str) or _is_int(image_id)):
+            raise bad(f"images[{i}]: id {_short(image_id)} must be a string or an integer")
+        if image_id in seen:
+            raise bad(f"images[{i}]: duplicate id {image_id!r}; list each image once")
+        seen.add(image_id)
+
+
 def _check_segments(segments: Any, cat_ids: set[int], bad: Any, where: str) -> None:
     if not isinstance(segments, list):
         raise bad(f"{where}: segments_info must be a list")
     seen: set[int] = set()
     for s in segments:
         sid = s.get("id") if isinstance(s, dict) else None
-        if not isinstance(sid, int) or not 0 < sid <= MAX_SEGMENT_ID or sid in seen:
-            raise bad(f"{where}: segment {s!r} needs a unique integer id in [1, 2^24)")
+        if not _is_int(sid) or not 0 < sid <= MAX_SEGMENT_ID or sid in seen:
+            raise bad(f"{where}: segment {_short(s)} needs a unique integer id in [1, 2^24)")
         seen.add(sid)
-        if s.get("category_id") not in cat_ids:
+        cat = s.get("category_id")
+        if not _is_int(cat) or cat not in cat_ids:
             raise bad(
-                f"{where}: segment {sid} has unknown category_id {s.get('category_id')!r}; "
+                f"{where}: segment {sid} has unknown category_id {_short(cat)}; "
                 f"valid: {sorted(cat_ids)}"
             )
-        if s.get("iscrowd", 0) not in (0, 1):
-            raise bad(f"{where}: segment {sid} has iscrowd {s.get('iscrowd')!r} (must be 0/1)")
+        if s.get("iscrowd", 0) not in (0, 1) or not _is_int(s.get("iscrowd", 0)):
+            raise bad(f"{where}: segment {sid} has iscrowd {_short(s.get('iscrowd'))} (0 or 1)")
+        # The metrics count areas from the PNG; a given area must be a plausible pixel
+        # count here and equal the PNG's count at evaluation (AreaMismatchError).
+        area = s.get("area", 1)
+        if not _is_int(area) or not 0 < area <= MAX_AREA:
+            raise bad(
+                f"{where}: segment {sid} has area {_short(area)}; it must be an integer in "
+                f"[1, {MAX_AREA}] (the segment's pixel count) or be left out"
+            )
 
 
 def load_annotation(

@@ -30,10 +30,11 @@ import numpy as np
 
 from spino_core.atomic import write_json_atomic, write_text_atomic
 from spino_core.data import classes
+from spino_core.data.cityscapes import read_rgb  # header-checked before decoding
 from spino_core.data.coco_panoptic import load_annotation
 from spino_core.errors import DataError
 from spino_core.report.html import render_report_html
-from spino_core.report.overlays import overlay_picks, read_rgb, render_overlay, write_png_rgb
+from spino_core.report.overlays import overlay_picks, render_overlay, write_png_rgb
 from spino_core.report.per_image import Evaluation, ImageResult, evaluate_per_image, rank_images
 
 #: image_id -> (H, W, 3) uint8 RGB, or image_id (or its str) -> image file path.

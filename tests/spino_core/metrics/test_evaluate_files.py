@@ -135,7 +135,7 @@ def test_main_writes_json(pair_set: tuple, tmp_path: Path, capsys: pytest.Captur
         set(saved) >= {"All", "Things", "Stuff", "per_class"} and "car" in capsys.readouterr().out
     )
     assert "car" in format_table(saved)  # string keys after a JSON round trip
-    assert main([*args, "--pred-dir", str(tmp_path / "nope"), "--no-progress"]) == 1
+    assert main([*args, "--pred-dir", str(tmp_path / "nope"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0] and err[0].startswith("error:")
 
