@@ -107,6 +107,9 @@ def _evaluate_panoptic(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from spino_core.config import check_device
+
+    check_device(args.device, "--device")
     model_dir = args.model
     if model_dir.startswith("models:/"):
         import mlflow
@@ -138,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _predict(args)
             return 0
         _prefect_env()
-        from spino_core.config import load_config
+        from spino_core.config import check_devices, load_config
 
         if args.command == "serve":
             load_config(args.params)
@@ -147,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(args.params, args.cron, args.name)
             return 0
         cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
+        check_devices(cfg)
         from flows.tracking import check_tracking
 
         check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
