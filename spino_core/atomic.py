@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,24 @@ def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(dest: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> None:
     write_text_atomic(dest, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+# ``atomic_path``'s temporary names: "." + dest name + "." + mkstemp's 8 random characters
+# + ".tmp" + dest suffix (``.checkpoint.pt.k3j_x9a2.tmp.pt``, ``.a.png.0f3kq1zz.tmp.png``).
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``atomic_path`` temp files a killed run left under ``folder``; return them.
+
+    Only call it while no other process writes there (the caller holds the folder's lock).
+    """
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if _TEMP_NAME.fullmatch(name):
+                path = Path(root) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
