@@ -181,8 +181,10 @@ def _user_error_names() -> set[str]:
 
 def _quiet_user_errors() -> None:
     """Attach :class:`_UserErrorFilter` to the console handlers Prefect configured."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
     for handler in logging.getLogger().handlers:
-        is_console = isinstance(handler, logging.StreamHandler)
+        is_console = isinstance(handler, PrefectConsoleHandler)
         if is_console and not any(isinstance(f, _UserErrorFilter) for f in handler.filters):
             handler.addFilter(_UserErrorFilter())
 
@@ -255,8 +257,8 @@ def _is_interrupt(exc: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_signal)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_signal) if main_thread else None
     folders: list[Path] = []
     try:
         with contextlib.ExitStack() as stack:
@@ -270,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _received.append(exc.signal)
             return _interrupted(folders)
         raise
+    finally:
+        if previous is not None:  # main() called in-process (tests): leave no handler behind
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
