@@ -155,7 +155,7 @@ def predict_folder(
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; the outputs should not be
             _predict_into(tmp, model, images, cfg, batch_size=batch_size, progress=progress)
-            _swap_into_place(tmp, out)
+            swap_into_place(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     json_path = out / PANOPTIC_JSON
@@ -203,13 +203,18 @@ def _predict_into(
     write_panoptic_json(out / PANOPTIC_JSON, entries, annotations)
 
 
+def remove_stale_siblings(out: Path) -> None:
+    """Delete the ``.<out>.tmp-*`` / ``.<out>.old-*`` folders a killed run left beside ``out``
+    (only while holding the lock on ``out.parent``)."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for stale in out.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _check_replaceable(out: Path) -> None:
     """Refuse an ``out`` that is not a folder or holds anything but a previous prediction;
     remove a killed run's temporary siblings and temp files (the caller holds the lock)."""
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in out.parent.glob(f".{out.name}.old-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_siblings(out)
     if out.exists() and not out.is_dir():
         raise SpinoError(f"{out}: exists and is not a folder; choose another output folder")
     if out.is_dir():
@@ -222,7 +227,7 @@ def _check_replaceable(out: Path) -> None:
             )
 
 
-def _swap_into_place(new: Path, out: Path) -> None:
+def swap_into_place(new: Path, out: Path) -> None:
     """Rename ``new`` to ``out``; an existing ``out`` is renamed away first, then deleted."""
     if not out.exists():
         os.rename(new, out)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spino_core.config import BackboneConfig, StudentConfig
+from spino_core.config import BackboneConfig, StudentConfig, config_from_dict
 from spino_core.data.convert import convert_dataset_to_coco
 from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
@@ -42,7 +42,7 @@ def student(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("outputs")
     generate_synthetic_dataset(
-        root / "raw", n_train=4, n_val=0, height=64, width=128, seed=0, progress=False
+        root / "raw", n_train=4, n_val=2, height=64, width=128, seed=0, progress=False
     )
     ds = open_dataset("cityscapes", root / "raw", "train")
     convert_dataset_to_coco(ds, root / "p.json", root / "p", stems=ds.stems[:3], progress=False)
@@ -56,6 +56,35 @@ def student(tmp_path_factory):
         shutil.copy(ds.image_path(stem), images / ds.image_path(stem).name)
     yield root / "student", result.model, images
     torch.set_num_threads(n)
+
+
+def test_failed_evaluate_leaves_the_previous_report_untouched(student, tmp_path: Path) -> None:
+    """The report fails after the predictions were made (a corrupt ground-truth PNG): the
+    folder must still be the previous report, not new predictions beside an old report."""
+    from tasks.evaluate import evaluate_student
+
+    model_dir, _, images = student
+    raw = tmp_path / "raw"
+    shutil.copytree(images.parents[0] / "raw", raw)
+    report = tmp_path / "reports" / "student"
+    params = {
+        "paths": {"raw": str(raw), "student": str(model_dir), "student_report": str(report)},
+        "student": {"device": "cpu"},
+    }
+    cfg = config_from_dict(params)
+    evaluate_student.fn(cfg)
+    before = _snapshot(report)
+    assert "index.html" in before and "predictions/panoptic.json" in before
+    val = sorted((raw / "leftImg8bit" / "val").rglob("*.png"))
+    new = val[0].with_name(val[0].name.replace("_000019_", "_000020_"))
+    shutil.copy(val[0], new)  # one more image: the new predictions differ from the old
+    gt = raw / "gtFine" / "val" / new.parent.name / new.name.replace("leftImg8bit", "gtFine")
+    for suffix in ("labelIds", "instanceIds"):
+        gt.with_name(gt.name.replace(".png", f"_{suffix}.png")).write_bytes(b"corrupt")
+    with pytest.raises(SpinoError):
+        evaluate_student.fn(cfg)
+    assert _snapshot(report) == before
+    assert sorted(p.name for p in report.parent.iterdir()) == ["student"]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
