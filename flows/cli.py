@@ -2,15 +2,26 @@
 
 Stage commands run the stage's Prefect flow; ``evaluate-panoptic`` runs the metric code
 directly so that its start-up stays light (no torch, Prefect or MLflow import).
-A :class:`SpinoError` becomes one line on stderr and exit code 2.
+A :class:`SpinoError` becomes one line on stderr and exit code 2 (Prefect's own tracebacks of
+it stay in the Prefect run logs, off the console). SIGTERM and SIGINT stop a command cleanly:
+the stack unwinds (temp files removed), the temporary Prefect server is stopped, exit code
+128 + signal. A stage holds a lock on its output folders while it runs and first removes the
+temp files a killed run left there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from spino_core.errors import SpinoError
 
@@ -25,6 +36,18 @@ STAGE_NAMES = (
     "train-student",
     "evaluate",
 )
+
+
+# The ``paths.*`` folders each stage writes (its dvc.yaml outs); a test checks they agree.
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "synth": ("raw",),
+    "split": ("split",),
+    "train-heads": ("heads",),
+    "pseudo-label": ("pseudo",),
+    "report": ("pseudo_report",),
+    "train-student": ("student",),
+    "evaluate": ("student_report",),
+}
 
 
 def _prefect_env() -> None:
@@ -107,6 +130,9 @@ def _evaluate_panoptic(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from spino_core.config import check_device
+
+    check_device(args.device, "--device")
     model_dir = args.model
     if model_dir.startswith("models:/"):
         import mlflow
@@ -128,43 +154,163 @@ def _predict(args: argparse.Namespace) -> None:
     )
 
 
+class _UserErrorFilter(logging.Filter):
+    """Drop console records about a SpinoError: the CLI prints it as one line.
+
+    Only the console handler gets this filter; Prefect's API handler (the run logs) still
+    receives every record, traceback included.
+    """
+
+    _STATE = re.compile(r"encountered an exception:? (\w+):")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SpinoError):
+            return False
+        match = self._STATE.search(record.getMessage())
+        return not (match and match.group(1) in _user_error_names())
+
+
+def _user_error_names() -> set[str]:
+    names, todo = set(), [SpinoError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def _quiet_user_errors() -> None:
+    """Attach :class:`_UserErrorFilter` to the console handlers Prefect configured."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        is_console = isinstance(handler, PrefectConsoleHandler)
+        if is_console and not any(isinstance(f, _UserErrorFilter) for f in handler.filters):
+            handler.addFilter(_UserErrorFilter())
+
+
+_received: list[int] = []  # signals received, for the exit code
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM behaves like Ctrl-C: unwind the stack (finally blocks remove temp files)."""
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[Path]:
+    """Lock the command's output folders for its whole run, then clear a killed run's temps.
+
+    The lock (``.<folder>.lock`` beside the folder, flock) keeps a second run of the same
+    stage out, so removing temp files cannot hit a live run's file. Returns the folders.
+    """
+    import fcntl
+
+    from spino_core.atomic import remove_stale_temps
+
+    names = STAGE_NAMES if command == "pipeline" else (command,)
+    folders = [Path(getattr(cfg.paths, key)) for name in names for key in STAGE_OUTPUTS[name]]
+    for folder in folders:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = folder.parent / f".{folder.name}.lock"
+        handle = stack.enter_context(lock.open("a"))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpinoError(
+                f"{folder}: another spino run is writing it (lock {lock}); wait for it to "
+                f"finish or stop it"
+            ) from None
+        if folder.is_dir():
+            remove_stale_temps(folder)
+    return folders
+
+
+def _interrupted(folders: Sequence[Path]) -> int:
+    """Stop the temporary Prefect server now; exit at once if worker threads still run."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    code = 128 + (_received[-1] if _received else signal.SIGINT)
+    print(f"spino: interrupted ({signal.Signals(code - 128).name})", file=sys.stderr)
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        # Shard threads cannot be interrupted; waiting for them could take hours. Their
+        # unfinished temp files are removed here (the folder locks are still held).
+        from spino_core.atomic import remove_stale_temps
+
+        for folder in folders:
+            if folder.is_dir():
+                remove_stale_temps(folder)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, our SIGTERM handler, or Prefect's own SIGTERM bridge (TerminationSignal)."""
+    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TerminationSignal"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_signal) if main_thread else None
+    folders: list[Path] = []
     try:
-        if args.command == "evaluate-panoptic":
-            _evaluate_panoptic(args)
-            return 0
-        if args.command == "predict":
-            _predict(args)
-            return 0
-        _prefect_env()
-        from spino_core.config import load_config
-
-        if args.command == "serve":
-            load_config(args.params)
-            from flows.serve import serve
-
-            serve(args.params, args.cron, args.name)
-            return 0
-        cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
-        from flows.tracking import check_tracking
-
-        check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
-        if args.command == "pipeline":
-            from flows.pipeline import pipeline_flow
-
-            pipeline_flow(params=args.params, overrides=args.overrides, use_cache=args.use_cache)
-        else:
-            from flows.stages import STAGES
-
-            STAGES[args.command](params=args.params, overrides=args.overrides)
+        with contextlib.ExitStack() as stack:
+            _run(args, stack, folders)
     except SpinoError as exc:
         print(f"spino: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("spino: interrupted", file=sys.stderr)
-        return 130
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            if isinstance(getattr(exc, "signal", None), int):  # Prefect's TerminationSignal
+                _received.append(exc.signal)
+            return _interrupted(folders)
+        raise
+    finally:
+        if previous is not None:  # main() called in-process (tests): leave no handler behind
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Path]) -> None:
+    if args.command == "evaluate-panoptic":
+        _evaluate_panoptic(args)
+        return
+    if args.command == "predict":
+        _predict(args)
+        return
+    _prefect_env()
+    from spino_core.config import check_devices, load_config
+
+    if args.command == "serve":
+        load_config(args.params)
+        from flows.serve import serve
+
+        _quiet_user_errors()
+        serve(args.params, args.cron, args.name)
+        return
+    cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
+    check_devices(cfg)
+    from flows.tracking import check_tracking
+
+    check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
+    folders.extend(_lock_outputs(cfg, args.command, stack))
+    if args.command == "pipeline":
+        from flows.pipeline import pipeline_flow
+
+        _quiet_user_errors()
+        pipeline_flow(params=args.params, overrides=args.overrides, use_cache=args.use_cache)
+    else:
+        from flows.stages import STAGES
+
+        _quiet_user_errors()
+        STAGES[args.command](params=args.params, overrides=args.overrides)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,16 @@ renamed into place; ``os.replace`` is atomic on POSIX within one file system.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from spino_core.errors import SpinoError
 
 
 @contextlib.contextmanager
@@ -29,9 +33,31 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch.save's writer on ENOSPC
+        raise_if_disk_full(exc, dest, tmp_path)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def raise_if_disk_full(exc: BaseException, dest: Path, tmp: Path | None = None) -> None:
+    """SpinoError naming ``dest`` when ``exc`` means the disk is full, else nothing.
+
+    ENOSPC / EDQUOT carry no path. torch.save reports a full disk as a RuntimeError with no
+    errno at all, so a write error on a file system left with under 1 MiB free (measured
+    before ``tmp`` is deleted) is taken to be a full disk too.
+    """
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and tmp is not None:
+        with contextlib.suppress(OSError):
+            st = os.statvfs(tmp.parent)
+            full = st.f_bavail * st.f_frsize < (1 << 20)
+    if full:
+        raise SpinoError(
+            f"{dest}: disk full (no space left on device) while writing it; "
+            f"free space on the disk holding {dest.parent} and rerun"
+        ) from None
 
 
 def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> None:
@@ -45,3 +71,24 @@ def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(dest: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> None:
     write_text_atomic(dest, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+# ``atomic_path``'s temporary names: "." + dest name + "." + mkstemp's 8 random characters
+# + ".tmp" + dest suffix (``.checkpoint.pt.k3j_x9a2.tmp.pt``, ``.a.png.0f3kq1zz.tmp.png``).
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``atomic_path`` temp files a killed run left under ``folder``; return them.
+
+    Only call it while no other process writes there (the caller holds the folder's lock).
+    """
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if _TEMP_NAME.fullmatch(name):
+                path = Path(root) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed

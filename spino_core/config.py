@@ -9,6 +9,8 @@ values fail here, at load, with the dotted key named, instead of an hour into a 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +30,14 @@ DINOV2_MODELS: tuple[str, ...] = tuple(
 
 def _fail(key: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"params: {key}: {msg}")
+
+
+# Range rules applied to every key at load (``_check_range``): numbers are finite and >= 0,
+# list entries >= 1 (layer widths, tile scales), seeds fit numpy's 32-bit seed, devices are
+# names torch knows. The few keys that may be negative are listed here.
+_SIGNED_LISTS = frozenset({"backbone.blocks"})  # negative block index = counted from the end
+_SEED_MAX = 2**32 - 1
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,8 @@ class StudentConfig:
             _fail("student.nms_kernel", f"must be an odd integer >= 1, got {self.nms_kernel}")
         if not 0.0 < self.bootstrap_ratio <= 1.0:
             _fail("student.bootstrap_ratio", f"must be in (0, 1], got {self.bootstrap_ratio}")
+        if not 0.0 <= self.center_threshold <= 1.0:
+            _fail("student.center_threshold", f"must be in [0, 1], got {self.center_threshold}")
         for key in ("center_sigma", "lr"):
             if getattr(self, key) <= 0:
                 _fail(f"student.{key}", f"must be > 0, got {getattr(self, key)}")
@@ -341,6 +353,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            _fail(key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -378,7 +392,48 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
         for name in names
         if name in raw
     }
+    for name, value in kwargs.items():
+        _check_range(f"{prefix}.{name}" if prefix else name, name, value)
     return cls(**kwargs)
+
+
+def _check_range(key: str, name: str, value: Any) -> None:
+    """The rules every key obeys (see ``_SIGNED_LISTS``); the dataclasses add narrower ones."""
+    if name == "seed" and not 0 <= value <= _SEED_MAX:
+        _fail(key, f"must be in 0..{_SEED_MAX} (a 32-bit seed), got {value}")
+    if name == "device" and not _DEVICE.fullmatch(value):
+        _fail(key, f"unknown device {value!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        _fail(key, f"must be >= 0, got {value}")
+    if isinstance(value, list) and key not in _SIGNED_LISTS:
+        for i, item in enumerate(value):
+            if isinstance(item, int) and not isinstance(item, bool) and item < 1:
+                _fail(f"{key}[{i}]", f"must be >= 1, got {item}")
+
+
+def check_devices(cfg: SpinoConfig) -> None:
+    """Refuse a ``*.device`` this machine does not have (imports torch only for cuda/mps)."""
+    for section in dataclasses.fields(cfg):
+        name = getattr(getattr(cfg, section.name), "device", None)
+        if name is not None:
+            check_device(name, f"params: {section.name}.device")
+
+
+def check_device(name: str, where: str) -> None:
+    """ConfigError ``<where>: ...`` unless torch can use device ``name`` on this machine."""
+    if not _DEVICE.fullmatch(name):
+        raise ConfigError(f"{where}: unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    if name in ("auto", "cpu"):
+        return
+    import torch
+
+    if name == "mps":
+        ok, have = torch.backends.mps.is_available(), "no MPS device"
+    else:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        ok, have = int(name.partition(":")[2] or 0) < count, f"{count} CUDA device(s)"
+    if not ok:
+        raise ConfigError(f"{where}: {name} does not exist here ({have}); use auto or cpu")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -455,4 +510,10 @@ def _resolve_locations(cfg: SpinoConfig, base: Path) -> SpinoConfig:
     if "://" not in artifacts and not Path(artifacts).is_absolute():
         artifacts = str(base / artifacts)
     mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=uri, artifact_location=artifacts)
-    return dataclasses.replace(cfg, paths=paths, mlflow=mlflow, base_dir=str(base))
+    weights = cfg.backbone.weights
+    if weights not in ("hub", "random") and not Path(weights).is_absolute():
+        weights = str(base / weights)  # a checkpoint path, like paths.*: beside params.yaml
+    backbone = dataclasses.replace(cfg.backbone, weights=weights)
+    return dataclasses.replace(
+        cfg, paths=paths, mlflow=mlflow, backbone=backbone, base_dir=str(base)
+    )

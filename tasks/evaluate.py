@@ -1,7 +1,13 @@
-"""Prefect task: predict the val split with the student and report against ground truth."""
+"""Prefect task: predict the val split with the student and report against ground truth.
+
+The report folder is written as a unit: predictions and report go to a hidden sibling that
+replaces it only when both succeeded, so a failed run leaves the previous report whole.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +15,8 @@ from prefect import task
 
 from spino_core.config import SpinoConfig
 from spino_core.errors import SpinoError
-from spino_core.student.predict import predict_folder
+from spino_core.locks import locked_folder
+from spino_core.student.predict import predict_folder, remove_stale_siblings, swap_into_place
 from tasks.report import report_against_ground_truth
 
 
@@ -22,14 +29,25 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         )
     images = Path(cfg.paths.raw) / "leftImg8bit" / cfg.data.val_split
     out = Path(cfg.paths.student_report)
-    pred_dir = out / "predictions"
-    summary = predict_folder(cfg.paths.student, images, pred_dir, device=cfg.student.device)
-    result = report_against_ground_truth(
-        cfg=cfg,
-        split=cfg.data.val_split,
-        pred_json=Path(summary["panoptic_json"]),
-        pred_dir=Path(summary["panoptic_dir"]),
-        out_dir=out,
-        title="Student on the val split",
-    )
+    with locked_folder(out.parent):
+        remove_stale_siblings(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; the report should not be
+            summary = predict_folder(
+                cfg.paths.student, images, tmp / "predictions", device=cfg.student.device
+            )
+            result = report_against_ground_truth(
+                cfg=cfg,
+                split=cfg.data.val_split,
+                pred_json=Path(summary["panoptic_json"]),
+                pred_dir=Path(summary["panoptic_dir"]),
+                out_dir=tmp,
+                title="Student on the val split",
+            )
+            swap_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for key in ("panoptic_json", "panoptic_dir"):  # where they are now
+        summary[key] = str(out / Path(summary[key]).relative_to(tmp))
     return {"metrics": result["metrics"], "predict": summary}

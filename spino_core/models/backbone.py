@@ -274,6 +274,8 @@ def _create_from_hub(name: str, kwargs: dict) -> VisionTransformer:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, never unpickling code (weights_only / safetensors)."""
+    from spino_core.checkpoints import unsafe_global
+
     where = f"backbone.weights: {path}"
     if not path.is_file():
         raise SpinoError(f"{where}: file not found; fix the path or use 'hub' / 'random'")
@@ -285,11 +287,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if unsafe:  # a pickle that would import/call code: never load it
+        code = unsafe_global(exc, path)
+        if code:  # a pickle that would import/call code: never load it
             raise SpinoError(
-                f"{where}: refused: the file pickles Python objects ({unsafe.group(1)}), not "
-                f"only tensors; export a plain state dict or a .safetensors file"
+                f"{where}: refused as unsafe: the file would run code ({code}) when loaded, "
+                f"not only tensors; export a plain state dict or a .safetensors file"
             ) from None
         raise SpinoError(
             f"{where}: not a readable checkpoint (bad pickle); the file is corrupt or "

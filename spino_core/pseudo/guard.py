@@ -21,6 +21,7 @@ from typing import Any
 from spino_core.atomic import write_json_atomic
 from spino_core.config import BackboneConfig, PseudoLabelConfig
 from spino_core.errors import SpinoError
+from spino_core.locks import locked_folder
 from spino_core.models.backbone import backbone_fingerprint
 
 FORMAT = "spino-pseudo/1"
@@ -73,11 +74,16 @@ def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, 
 
     Refuses (SpinoError) an unfinished folder of another configuration, or one holding labels
     with no ``config.json``: mixing two configurations' labels would go unnoticed downstream.
-    A finished folder of another configuration is emptied and claimed.
+    A finished folder of another configuration is emptied and claimed. Atomic: two runs that
+    claim it at once take turns (a lock on the parent folder): one configuration wins.
     """
     out = Path(out_dir)
+    with locked_folder(out.parent):  # read, compare and write as one step (two runs at once)
+        _claim(out, json.loads(json.dumps(fingerprint, sort_keys=True)))
+
+
+def _claim(out: Path, want: dict[str, Any]) -> None:
     path = out / CONFIG_FILE
-    want = json.loads(json.dumps(fingerprint, sort_keys=True))
     fix = "delete the folder or change paths.pseudo"
     if path.is_file():
         try:

@@ -10,11 +10,18 @@ Output folder::
 
     panoptic/<stem>.png   COCO-panoptic PNG (segment id = R + 256 G + 256² B, 0 = void)
     panoptic.json         images + annotations (image_id = stem) + Cityscapes categories
+
+The folder is written as a unit: everything goes to a hidden sibling ``.<out>.tmp-XXXX``
+that replaces ``<out>`` only when complete, so a failed run leaves the previous prediction
+as it was (never new PNGs beside an old ``panoptic.json``), and leftovers of a killed run
+are removed by the next one. ``<out>`` must be new, empty or a previous prediction.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from spino_core.atomic import remove_stale_temps
 from spino_core.config import StudentConfig
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.classes import THING_TRAIN_IDS
@@ -34,6 +42,7 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_png,
 )
 from spino_core.errors import SpinoError
+from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
 from spino_core.pseudo.generate import panoptic_to_coco
 from spino_core.student.postprocess import panoptic_inference
@@ -131,17 +140,47 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Predict every image under ``images_dir`` into ``out_dir`` (module docstring).
 
-    PNGs are written atomically one by one and ``panoptic.json`` last. ``model`` reuses an
-    already loaded student (its config still comes from ``model_dir``). Returns a summary.
+    The folder is replaced as a unit (module docstring). ``model`` reuses an already loaded
+    student (its config still comes from ``model_dir``). Returns a summary.
     """
     _, cfg = read_student_config(model_dir)
     if model is None:
         model = load_student(model_dir, resolve_device(device))
     images = list_images(images_dir)
     out = Path(out_dir)
+    t0 = time.perf_counter()
+    with locked_folder(out.parent):  # one writer of <out> and its temporary siblings
+        _check_replaceable(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; the outputs should not be
+            _predict_into(tmp, model, images, cfg, batch_size=batch_size, progress=progress)
+            swap_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    json_path = out / PANOPTIC_JSON
+    seconds = time.perf_counter() - t0
+    return {
+        "n_images": len(images),
+        "seconds": seconds,
+        "seconds_per_image": seconds / len(images),
+        "panoptic_json": str(json_path),
+        "panoptic_dir": str(out / PANOPTIC_DIR),
+    }
+
+
+def _predict_into(
+    out: Path,
+    model: StudentModel,
+    images: list[tuple[str, Path]],
+    cfg: StudentConfig,
+    *,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Write ``panoptic/<stem>.png`` for every image, then ``panoptic.json``, into ``out``."""
     dev = next(model.heads.parameters()).device
     entries, annotations = [], []
-    t0 = time.perf_counter()
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
     for start in range(0, len(images), batch_size):
         chunk = [(stem, path, read_rgb(path)) for stem, path in images[start : start + batch_size]]
@@ -161,13 +200,43 @@ def predict_folder(
             annotations.append({"image_id": stem, "file_name": png, "segments_info": segments})
         bar.update(len(chunk))
     bar.close()
-    json_path = out / PANOPTIC_JSON
-    write_panoptic_json(json_path, entries, annotations)
-    seconds = time.perf_counter() - t0
-    return {
-        "n_images": len(images),
-        "seconds": seconds,
-        "seconds_per_image": seconds / len(images),
-        "panoptic_json": str(json_path),
-        "panoptic_dir": str(out / PANOPTIC_DIR),
-    }
+    write_panoptic_json(out / PANOPTIC_JSON, entries, annotations)
+
+
+def remove_stale_siblings(out: Path) -> None:
+    """Delete the ``.<out>.tmp-*`` / ``.<out>.old-*`` folders a killed run left beside ``out``
+    (only while holding the lock on ``out.parent``)."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for stale in out.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an ``out`` that is not a folder or holds anything but a previous prediction;
+    remove a killed run's temporary siblings and temp files (the caller holds the lock)."""
+    remove_stale_siblings(out)
+    if out.exists() and not out.is_dir():
+        raise SpinoError(f"{out}: exists and is not a folder; choose another output folder")
+    if out.is_dir():
+        remove_stale_temps(out)
+        other = sorted(p.name for p in out.iterdir() if p.name not in (PANOPTIC_JSON, PANOPTIC_DIR))
+        if other:
+            raise SpinoError(
+                f"{out}: holds files that are not a prediction ({', '.join(other[:3])}); "
+                f"it would be replaced: choose a new or empty output folder"
+            )
+
+
+def swap_into_place(new: Path, out: Path) -> None:
+    """Rename ``new`` to ``out``; an existing ``out`` is renamed away first, then deleted."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, trash / out.name)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(trash / out.name, out)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)

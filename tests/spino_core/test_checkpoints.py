@@ -29,5 +29,5 @@ def test_round_trip_and_refusals(tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     with evil.open("wb") as f:
         pickle.dump({"format": "x/1", "payload": _Evil()}, f)
-    with pytest.raises(SpinoError, match=r"evil\.pt: unreadable model"):
+    with pytest.raises(SpinoError, match=r"evil\.pt: unsafe model"):
         read_checkpoint(evil, fmt="x/1", what="model", fix="redo")

@@ -1,0 +1,73 @@
+"""A user error inside a stage is one line on the console, not Prefect's ~130-line tracebacks.
+
+Also the stage-level full disk: ``spino split`` writing to a full (real tmpfs) disk names
+the file and says the disk is full, in that one line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _spino(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "ERROR" in ln or ln.startswith("spino: error")]
+
+
+@pytest.mark.slow
+def test_user_error_in_a_stage_is_one_line(tiny_params, tmp_path: Path) -> None:
+    params = tiny_params(tmp_path, mlflow={"enabled": False})  # no dataset: split fails
+    proc = _spino("split", "--params", str(params))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("spino: error: ") and "dataset root not found" in errors[0]
+
+
+@pytest.mark.slow
+def test_full_disk_in_a_stage_is_one_line(tiny_params, tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        paths = {"raw": str(tmp_path / "raw"), "split": str(mnt / "split")}
+        params = tiny_params(tmp_path, paths=paths, mlflow={"enabled": False})
+        proc = _spino("synth", "--params", str(params))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (mnt / "split").mkdir()
+        with (mnt / "filler").open("wb", buffering=0) as f:  # fill the disk to the last byte
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        proc = _spino("split", "--params", str(params))
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        errors = _error_lines(proc.stderr)
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"spino: error: {mnt / 'split'}/") and "disk full" in errors[0]
+        assert [p.name for p in (mnt / "split").iterdir()] == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(mnt)], check=False)

@@ -1,0 +1,130 @@
+"""Hostile params: every out-of-range value fails at load, as one line naming the dotted key.
+
+Each case below passed validation before and crashed inside the stage (issue 17).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spino_core.config import check_devices, config_from_dict, load_config
+from spino_core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("heads.lr=.nan", "heads.lr"),
+        ("heads.lr=.inf", "heads.lr"),
+        ("student.center_sigma=.nan", "student.center_sigma"),
+        ("pseudo_label.boundary_threshold=.nan", "pseudo_label.boundary_threshold"),
+        ("heads.semantic_hidden=[-5]", "heads.semantic_hidden[0]"),
+        ("heads.boundary_hidden=[32, 0]", "heads.boundary_hidden[1]"),
+        ("split.seed=-1", "split.seed"),
+        ("seed=4294967296", "seed"),
+        ("student.seed=-3", "student.seed"),
+        ("synth.seed=99999999999", "synth.seed"),
+        ("heads.device=tpu", "heads.device"),
+        ("student.device=cuda:x", "student.device"),
+        ("pseudo_label.device=''", "pseudo_label.device"),
+        ("student.weight_decay=-1", "student.weight_decay"),
+        ("student.stuff_area=-5", "student.stuff_area"),
+        ("student.semantic_weight=-0.5", "student.semantic_weight"),
+        ("student.center_weight=-1", "student.center_weight"),
+        ("student.offset_weight=-1", "student.offset_weight"),
+        ("student.small_instance_weight=-2", "student.small_instance_weight"),
+        ("student.small_instance_px=-1", "student.small_instance_px"),
+        ("student.center_threshold=-0.1", "student.center_threshold"),
+        ("student.center_threshold=1.5", "student.center_threshold"),
+    ],
+)
+def test_bad_range_names_the_dotted_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({}, [override])
+    msg = str(info.value)
+    assert msg.startswith(f"params: {key}:"), msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "seed=4294967295",
+        "split.seed=0",
+        "heads.device=cpu",
+        "heads.device=auto",
+        "student.device=cuda",
+        "student.device=cuda:1",
+        "pseudo_label.device=mps",
+        "student.weight_decay=0",
+        "student.stuff_area=0",
+        "backbone.blocks=[-4, -1]",  # negative block indices count from the end: allowed
+    ],
+)
+def test_edge_values_in_range_are_accepted(override: str) -> None:
+    config_from_dict({}, [override])
+
+
+def test_devices_that_do_not_exist_fail_at_load() -> None:
+    """``cuda:99`` is well formed but no machine has it: refused before any work starts."""
+    check_devices(config_from_dict({}, ["heads.device=cpu"]))  # fine anywhere
+    cfg = config_from_dict({}, ["student.device=cuda:99"])
+    with pytest.raises(ConfigError) as info:
+        check_devices(cfg)
+    assert str(info.value).startswith("params: student.device: cuda:99")
+    assert "\n" not in str(info.value)
+
+
+def test_relative_backbone_weights_resolve_against_params_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "project"
+    sub.mkdir()
+    (sub / "params.yaml").write_text(yaml.safe_dump({"backbone": {"weights": "w/dino.pth"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(Path("..") / "project" / "params.yaml")
+    assert Path(cfg.backbone.weights) == (sub / "w" / "dino.pth").resolve()
+    for keyword in ("hub", "random"):
+        cfg = load_config(sub / "params.yaml", [f"backbone.weights={keyword}"])
+        assert cfg.backbone.weights == keyword
+    absolute = str(tmp_path / "abs.pth")
+    assert load_config(sub / "params.yaml", [f"backbone.weights={absolute}"]).backbone.weights == (
+        absolute
+    )
+
+
+@pytest.mark.parametrize(
+    "override", ["heads.lr=.nan", "split.seed=-1", "heads.device=tpu", "student.stuff_area=-5"]
+)
+def test_cli_prints_one_line_and_exits_2(tiny_params, tmp_path: Path, override: str) -> None:
+    """Through the real command: one line on stderr, exit code 2, no stage started."""
+    params = tiny_params(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "train-heads", "--params", str(params), "-S", override],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert override.split("=")[0] in lines[0]
+    assert not (tmp_path / "models").exists()
+
+
+def test_predict_refuses_an_unknown_device(tmp_path: Path) -> None:
+    from flows.cli import main
+
+    argv = ["predict", "--model", str(tmp_path), "--images", str(tmp_path)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--device", "tpu"]) == 2
+    assert not (tmp_path / "out").exists()
