@@ -10,10 +10,17 @@ from prefect import task
 from spino_core.config import SpinoConfig
 from spino_core.errors import SpinoError
 from spino_core.student.predict import predict_folder
+from tasks.outputs import write_panoptic_metrics
 from tasks.report import report_against_ground_truth
+from tasks.retry import retry_on_io_error
 
 
-@task(name="evaluate-student")
+@task(
+    name="evaluate-student",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     if cfg.data.layout != "cityscapes":
         raise SpinoError(
@@ -32,4 +39,6 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         out_dir=out,
         title="Student on the val split",
     )
+    per_image = result["paths"]["per_image_csv"]
+    write_panoptic_metrics(cfg.paths.metrics, "student", result["metrics"], per_image)
     return {"metrics": result["metrics"], "predict": summary}
