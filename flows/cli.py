@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve the pipeline on a cron schedule (Prefect)")
     sv.add_argument("--params", default="params.yaml")
     sv.add_argument("--cron", default="0 2 * * *", help="schedule (default: %(default)s)")
-    sv.add_argument("--name", default="spino-nightly", help="deployment name")
+    sv.add_argument(
+        "--name",
+        default="spino-serve",
+        help="deployment name (default: %(default)s; prefect.yaml's spino-nightly is left "
+        "to `prefect deploy`)",
+    )
 
     pr = sub.add_parser("predict", help="panoptic inference with a trained student")
     pr.add_argument(

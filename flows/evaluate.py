@@ -7,8 +7,9 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.registry import register_student
-from flows.tracking import log_panoptic_report, stage_run
+from flows.tracking import find_pseudo_label_run, log_panoptic_report, stage_run
 from spino_core.config import load_config
 from tasks.evaluate import evaluate_student
 
@@ -23,7 +24,12 @@ def evaluate_flow(
         metrics = out["metrics"]
         if run is not None:
             log_panoptic_report(mlflow, metrics, cfg.paths.student_report)
-            registry = register_student(cfg.paths.student, float(metrics["All"]["pq"]))
+            registry = register_student(
+                cfg.paths.student,
+                float(metrics["All"]["pq"]),
+                pseudo_label_run_id=find_pseudo_label_run(cfg),
+            )
             mlflow.log_dict(registry, "registry.json")
             metrics = {**metrics, "registry": registry}
+    finish_stage("evaluate", cfg, metrics)
     return metrics

@@ -13,6 +13,7 @@ from typing import Any
 import mlflow
 from prefect import flow, unmapped
 
+from flows.artifacts import finish_stage
 from flows.runners import make_task_runner
 from flows.tracking import stage_run
 from spino_core.config import SpinoConfig, load_config
@@ -52,4 +53,5 @@ def pseudo_label_flow(
             mlflow.log_metrics(
                 {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
             )
+    finish_stage("pseudo-label", cfg, summary)
     return summary

@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.tracking import log_panoptic_report, stage_run
 from spino_core.config import load_config
 from tasks.report import report_pseudo_labels
@@ -19,4 +20,5 @@ def report_flow(params: str = "params.yaml", overrides: list[str] | None = None)
         out = report_pseudo_labels(cfg)
         if run is not None:
             log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report)
+    finish_stage("report", cfg, out["metrics"])
     return out["metrics"]

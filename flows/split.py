@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.split import make_split
@@ -27,4 +28,5 @@ def split_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
                 }
             )
             mlflow.log_dict(summary, "split/summary.json")
+    finish_stage("split", cfg, summary)
     return summary

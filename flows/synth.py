@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.synth import generate_synthetic_dataset
@@ -22,4 +23,5 @@ def synth_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
                 {f"images_{k}": v for k, v in summary.get("images", {}).items()}
                 | {"touching_pairs": summary.get("touching_pairs", 0)}
             )
+    finish_stage("synth", cfg, summary)
     return summary

@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.train_heads import train_label_heads
@@ -29,6 +30,7 @@ def train_heads_flow(
             for step in range(0, len(hist["loss"]), max(1, len(hist["loss"]) // 200)):
                 mlflow.log_metrics({f"train_{k}": v[step] for k, v in hist.items()}, step=step)
             mlflow.log_artifact(out["preview"], "pictures")
+    finish_stage("train-heads", cfg, out["metrics"])
     return out["metrics"]
 
 

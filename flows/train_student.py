@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
+from flows.artifacts import finish_stage
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.train_student import train_student_model
@@ -34,4 +35,5 @@ def train_student_flow(
             n = len(next(iter(hist.values()), []))
             for step in range(0, n, max(1, n // 200)):
                 mlflow.log_metrics({f"train_{k}": v[step] for k, v in hist.items()}, step=step)
+    finish_stage("train-student", cfg, out["metrics"])
     return out["metrics"]

@@ -17,10 +17,17 @@ from spino_core.config import SpinoConfig
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.student.predict import predict_folder, remove_stale_siblings, swap_into_place
+from tasks.outputs import write_panoptic_metrics
 from tasks.report import report_against_ground_truth
+from tasks.retry import retry_on_io_error
 
 
-@task(name="evaluate-student")
+@task(
+    name="evaluate-student",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     if cfg.data.layout != "cityscapes":
         raise SpinoError(
@@ -50,4 +57,7 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
     for key in ("panoptic_json", "panoptic_dir"):  # where they are now
         summary[key] = str(out / Path(summary[key]).relative_to(tmp))
+    per_image = result["paths"]["per_image_csv"]
+    per_image = out / Path(per_image).relative_to(tmp)  # swapped into place with the rest
+    write_panoptic_metrics(cfg.paths.metrics, "student", result["metrics"], per_image)
     return {"metrics": result["metrics"], "predict": summary}

@@ -15,7 +15,7 @@ from spino_core.inference.predictor import load_predictor
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
 from spino_core.pseudo.guard import claim_for_heads
 from spino_core.training.train_heads import load_heads
-from tasks.retry import retry_unless_user_error
+from tasks.retry import retry_on_io_error, retry_unless_user_error
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,12 @@ class PseudoLabelPlan:
     n_images: int
 
 
-@task(name="plan-pseudo-labels")
+@task(
+    name="plan-pseudo-labels",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     """Check heads and output folder once, before any shard starts (no races, early errors)."""
     stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
@@ -56,6 +61,7 @@ def shard_device(device: str, shard_id: int) -> str:
 
 @task(
     name="label-shard",
+    task_run_name="label-shard-{shard_id}",
     retries=1,
     retry_delay_seconds=2,
     retry_condition_fn=retry_unless_user_error,
@@ -78,7 +84,12 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
     )
 
 
-@task(name="finalize-pseudo-labels")
+@task(
+    name="finalize-pseudo-labels",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def finalize_pseudo_labels(
     cfg: SpinoConfig, rows: list[ManifestRow], n_images: int
 ) -> dict[str, Any]:

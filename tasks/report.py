@@ -16,6 +16,8 @@ from spino_core.data.datasets import open_dataset
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report import build_quality_report
+from tasks.outputs import write_panoptic_metrics
+from tasks.retry import retry_on_io_error
 
 
 def report_against_ground_truth(
@@ -51,7 +53,12 @@ def report_against_ground_truth(
     return result
 
 
-@task(name="report-pseudo-labels")
+@task(
+    name="report-pseudo-labels",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
     pseudo = Path(cfg.paths.pseudo)
     result = report_against_ground_truth(
@@ -63,4 +70,6 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
         title="Pseudo-label quality",
         manifest=pseudo / MANIFEST,
     )
+    per_image = result["paths"]["per_image_csv"]
+    write_panoptic_metrics(cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image)
     return {"metrics": result["metrics"], "paths": {k: str(v) for k, v in result["paths"].items()}}

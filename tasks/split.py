@@ -11,14 +11,14 @@ from spino_core.atomic import write_json_atomic
 from spino_core.config import DataConfig, SplitConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import choose_k_shot, class_coverage, write_split
-from tasks.retry import retry_unless_user_error
+from tasks.retry import retry_on_io_error
 
 
 @task(
     name="make-k-shot-split",
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=retry_unless_user_error,
+    retry_condition_fn=retry_on_io_error,
 )
 def make_split(data: DataConfig, cfg: SplitConfig, raw: str, out_dir: str) -> dict[str, Any]:
     train = open_dataset(data.layout, Path(raw), data.train_split)

@@ -10,9 +10,15 @@ from prefect import task
 
 from spino_core.config import SynthConfig
 from spino_core.data import synth
+from tasks.retry import retry_on_io_error
 
 
-@task(name="generate-synthetic-dataset")
+@task(
+    name="generate-synthetic-dataset",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io_error,
+)
 def generate_synthetic_dataset(cfg: SynthConfig, root: str) -> dict[str, Any]:
     summary = synth.generate_synthetic_dataset(
         Path(root),

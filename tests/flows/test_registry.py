@@ -15,24 +15,54 @@ STUDENT = StudentConfig(
 )
 
 
+def _students(tmp_path: Path, n: int) -> list[Path]:
+    """``n`` students with different weights (the registry keeps one version per weights)."""
+    import torch
+
+    from spino_core.models.student import create_student
+    from spino_core.student.train import save_student
+
+    dirs = []
+    for i in range(n):
+        model = create_student(BACKBONE, STUDENT)
+        with torch.no_grad():
+            next(model.heads.parameters()).add_(0.01 * i)
+        save_student(tmp_path / f"student{i}", model, BACKBONE, STUDENT)
+        dirs.append(tmp_path / f"student{i}")
+    return dirs
+
+
+def _register(student_dir: Path, pq: float, **kw) -> dict:
+    import mlflow
+
+    from flows.registry import register_student
+
+    with mlflow.start_run():
+        mlflow.log_metric("all_pq", pq)  # as the evaluate stage logs it (full precision)
+        return register_student(str(student_dir), pq, **kw)
+
+
+def _tracking(tmp_path: Path) -> str:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("registry-test")
+    return uri
+
+
 def test_registered_student_loads_as_pyfunc_and_champion_moves_only_up(tmp_path: Path) -> None:
     import mlflow
 
     from flows.cli import main
-    from flows.registry import ALIAS, MODEL_NAME, register_student
-    from spino_core.models.student import create_student
+    from flows.registry import ALIAS, MODEL_NAME
     from spino_core.student.predict import predict_student
-    from spino_core.student.train import load_student, save_student
+    from spino_core.student.train import load_student
 
-    student_dir = tmp_path / "student"
-    save_student(student_dir, create_student(BACKBONE, STUDENT), BACKBONE, STUDENT)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("registry-test")
-    outcomes = []
-    for pq in (0.30, 0.20, 0.40):
-        with mlflow.start_run():
-            outcomes.append(register_student(str(student_dir), pq))
+    students = _students(tmp_path, 3)
+    student_dir = students[2]
+    uri = _tracking(tmp_path)
+    outcomes = [_register(d, pq) for d, pq in zip(students, (0.30, 0.20, 0.40), strict=True)]
     assert [o["promoted"] for o in outcomes] == [True, False, True]
     assert [o["champion_version"] for o in outcomes] == [1, 1, 3]
     client = mlflow.MlflowClient()
@@ -78,3 +108,66 @@ def test_registered_student_loads_as_pyfunc_and_champion_moves_only_up(tmp_path:
         ]
     )
     assert rc == 0 and (out / "panoptic.json").is_file() and (out / "panoptic" / "a.png").is_file()
+
+    # the package: class table as metadata, pinned requirements, no training checkpoint
+    meta = model.metadata.metadata
+    assert [c["name"] for c in meta["classes"]][:3] == ["road", "sidewalk", "building"]
+    assert meta["classes"][11] == {
+        "trainId": 11, "labelId": 24, "name": "person", "isthing": True, "color": [220, 20, 60]
+    }  # fmt: skip
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@{ALIAS}"))
+    assert sorted(p.name for p in (local / "artifacts" / "student").iterdir()) == [
+        "config.json",
+        "model.pt",
+    ]
+    reqs = (local / "requirements.txt").read_text().split()
+    assert any(r.startswith("torch==") for r in reqs) and any(r.startswith("timm==") for r in reqs)
+    assert all("==" in r for r in reqs if not r.startswith("mlflow")), reqs
+
+
+def test_a_tie_an_identical_model_and_a_registry_error_never_promote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from flows.registry import ALIAS, MODEL_NAME, PSEUDO_RUN_TAG
+    from spino_core.errors import SpinoError
+
+    a, b, c = _students(tmp_path, 3)
+    _tracking(tmp_path)
+    client = mlflow.MlflowClient()
+    pq = 0.07548513558021307  # the tie seen in the issue: equal at full precision
+    first = _register(a, pq, pseudo_label_run_id="abc123")
+    assert first["promoted"] and first["version"] == 1
+    assert client.get_model_version(MODEL_NAME, "1").tags[PSEUDO_RUN_TAG] == "abc123"
+
+    tie = _register(b, pq)
+    assert not tie["promoted"] and tie["version"] == 2 and tie["champion_version"] == 1
+    # higher only in the 7th decimal: a 6-decimal tag would call it a tie, full precision not
+    slightly = _register(c, pq + 4e-8)
+    assert slightly["promoted"] and slightly["champion_version"] == 3
+
+    again = _register(a, pq)  # same weights as version 1 (a rerun): not registered again
+    assert again["registered"] is False and again["version"] == 1 and not again["promoted"]
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 3
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+
+    # the champion's run cannot be read: an error, and the alias stays where it was
+    d = _students(tmp_path / "more", 4)[3]
+
+    def broken(self, run_id):
+        raise mlflow.exceptions.MlflowException("database is locked")
+
+    real_get_run = mlflow.MlflowClient.get_run
+    champion_run = client.get_model_version(MODEL_NAME, "3").run_id
+    monkeypatch.setattr(
+        mlflow.MlflowClient,
+        "get_run",
+        lambda self, run_id: (
+            broken(self, run_id) if run_id == champion_run else real_get_run(self, run_id)
+        ),
+    )
+    with pytest.raises(SpinoError, match="champion unchanged"):
+        _register(d, 0.99)
+    monkeypatch.undo()
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3

@@ -87,7 +87,14 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     assert registry["version"] == 1 and registry["promoted"]
     champion = client.get_model_version_by_alias("spino-student", "champion")
     assert int(champion.version) == 1
-    assert float(champion.tags["pq"]) == pytest.approx(evaluation["All"]["pq"], abs=1e-6)
+    assert float(champion.tags["pq"]) == evaluation["All"]["pq"]  # full precision
+    # lineage: the version names the run that made its pseudo-labels; every stage run names
+    # the git commit and its Prefect flow run
+    assert champion.tags["spino.pseudo_label_run_id"] == by_name["pseudo_label"].info.run_id
+    for stage in stages:
+        tags = by_name[stage].data.tags
+        assert len(tags["mlflow.source.git.commit"]) == 40, stage
+        assert tags["spino.prefect_flow_run_id"] != tags["spino.prefect_root_flow_run_id"]
 
 
 def test_pseudo_label_rerun_resumes_and_refuses_another_config(

@@ -1,0 +1,98 @@
+"""What a run shows: one headline line per stage, Prefect table and link artifacts."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.artifacts import finish_stage, metrics_table, publish_pipeline_artifacts
+from spino_core.config import load_config
+
+PANOPTIC = {
+    "All": {"pq": 0.1134, "sq": 0.7, "rq": 0.16},
+    "Things": {"pq": 0.05, "sq": 0.6, "rq": 0.08},
+    "Stuff": {"pq": 0.171, "sq": 0.8, "rq": 0.2},
+    "miou": 0.42,
+    "per_class": {},
+}
+RESULTS = {
+    "synth": {"images": {"train": 6, "val": 2}},
+    "split": {"k": 3, "strategy": "coverage", "labelled": ["a"], "n_unlabelled": 3, "n_val": 2},
+    "train-heads": {"val_miou": 0.81, "boundary_f1": 0.5},
+    "pseudo-label": {"n_images": 3, "n_ok": 3, "n_failed": 0, "n_resumed": 1},
+    "report": PANOPTIC,
+    "train-student": {"steps": 3, "resumed_from_step": 0, "final_loss": 1.23456},
+    "evaluate": PANOPTIC
+    | {
+        "registry": {
+            "name": "spino-student",
+            "version": 2,
+            "promoted": False,
+            "champion_version": 1,
+            "registered": True,
+        }
+    },
+}
+
+
+def test_every_stage_prints_its_headline_and_output_paths(
+    tmp_path: Path,
+    tiny_params: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = load_config(tiny_params(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for stage, result in RESULTS.items():
+        finish_stage(stage, cfg, result)  # outside a flow run: no artifacts, no error
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "spino synth: 6 train, 2 val images -> data/raw",
+        "spino split: k=3 labelled (coverage), 3 unlabelled, 2 val images -> data/split",
+        "spino train-heads: val mIoU 0.810, boundary F1 0.500 -> models/heads, metrics/heads.json",
+        "spino pseudo-label: 3/3 images labelled (0 failed, 1 from an earlier run) -> data/pseudo",
+        "spino report: pseudo-labels PQ 0.113 (things 0.050, stuff 0.171), mIoU 0.420 -> "
+        "reports/pseudo/index.html, metrics/pseudo_labels.json",
+        "spino train-student: 3 steps (resumed from step 0), final loss 1.2346 -> "
+        "models/student, metrics/student_train.json",
+        "spino evaluate: student PQ 0.113 (things 0.050, stuff 0.171), mIoU 0.420 -> "
+        "reports/student/index.html, metrics/student.json; MLflow spino-student v2 "
+        "(champion stays v1)",
+    ]
+
+
+def test_the_pipeline_publishes_a_metrics_table_and_report_links(
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
+) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    cfg = load_config(tiny_params(tmp_path))
+    page = Path(cfg.paths.pseudo_report) / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+
+    @flow
+    def parent() -> None:
+        publish_pipeline_artifacts(RESULTS, cfg)
+
+    state = parent(return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_key = {a.key: a for a in found}
+    table = by_key["spino-metrics"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert rows == metrics_table(RESULTS)
+    assert [r["stage"] for r in rows] == ["pseudo-labels", "student (val)"]
+    assert rows[0]["PQ"] == 0.1134 and rows[1]["mIoU"] == 0.42
+    link = by_key["spino-pseudo-label-report"]  # only the report that exists is linked
+    assert page.resolve().as_uri() in link.data  # Prefect stores a link as markdown
+    assert "spino-student-report" not in by_key
