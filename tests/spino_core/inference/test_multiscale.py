@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spino_core.inference import count_forwards, multiscale_predict, tile_grid
+from spino_core.inference import (
+    count_forwards,
+    multiscale_predict,
+    multiscale_predict_many,
+    tile_grid,
+)
 
 K = 19
 
@@ -226,3 +231,34 @@ def test_torch_predictor_runs_one_forward_for_both_heads() -> None:
         tile_batch_size=8,
     )
     assert res.semantic.shape == (40, 70) and res.n_forwards == 1 + 4 + 9
+
+
+# --------------------------------------------------------------------------- several images
+
+
+@pytest.mark.parametrize(("sem", "bnd"), [([1, 2, 3], [3, 4, 5]), ([1, 2, 3], [2]), ([2], [1, 3])])
+def test_images_batched_together_give_each_image_its_own_result(sem, bnd) -> None:
+    """Tiles of several images share batches (fewer, fuller calls); each image's result is
+    bit-identical to predicting it alone, whatever the batch size or overlap."""
+    images = [_image(24, 40, 1), _image(17, 33, 2), _image(24, 40, 3)]
+    alone = [_run(im, pointwise_predict, sem, bnd, (12, 20), tile_batch_size=4) for im in images]
+    for batch, overlap in [(1, False), (5, True), (200, False), (200, True)]:
+        rec = Recorder()
+        many = multiscale_predict_many(
+            images,
+            rec,
+            input_hw=(12, 20),
+            semantic_scales=sem,
+            boundary_scales=bnd,
+            keep_probs=True,
+            tile_batch_size=batch,
+            overlap=overlap,
+        )
+        for one, res in zip(alone, many, strict=True):
+            np.testing.assert_array_equal(res.semantic_probs, one.semantic_probs)
+            np.testing.assert_array_equal(res.boundary_probs, one.boundary_probs)
+            np.testing.assert_array_equal(res.semantic, one.semantic)
+            assert res.n_forwards == one.n_forwards == count_forwards(sem, bnd)
+        assert sum(n for n, _, _ in rec.calls) == 3 * count_forwards(sem, bnd)
+        if batch == 200:  # one call per group of flags for all three images
+            assert len(rec.calls) == len({(s in sem, s in bnd) for s in {*sem, *bnd}})
