@@ -233,6 +233,39 @@ def test_torch_predictor_runs_one_forward_for_both_heads() -> None:
     assert res.semantic.shape == (40, 70) and res.n_forwards == 1 + 4 + 9
 
 
+def test_torch_predictor_bf16_and_compiled_paths_agree_with_fp32() -> None:
+    """bf16 autocast stays close to fp32; the compiled path (wired here with the "eager"
+    backend, no compiler on CI) pads small batches and returns exactly the same outputs."""
+    torch = pytest.importorskip("torch")
+    from spino_core.config import BackboneConfig
+    from spino_core.inference.predictor import TorchPredictor
+    from spino_core.models.backbone import create_backbone
+    from spino_core.models.heads import LabelHeads
+
+    backbone = create_backbone(
+        BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random", blocks=[11])
+    )
+    torch.manual_seed(0)
+    heads = LabelHeads(backbone.out_channels, [16], [16]).eval()
+    tiles = np.stack([_image(28, 56, seed) for seed in range(3)])
+
+    def make(**kw):
+        return TorchPredictor(backbone, heads.semantic, heads.boundary, "cpu", **kw)
+
+    ref_sem, ref_bnd = make()(tiles, True, True)
+    sem, bnd = make(precision="bf16")(tiles, True, True)
+    assert np.abs(sem - ref_sem).max() < 0.05 and np.abs(bnd - ref_bnd).max() < 0.05
+    compiled = make(compile="eager")
+    compiled(tiles, True, True)  # the largest batch: later ones are padded to 3 tiles
+    one_sem, one_bnd = compiled(tiles[1:2], True, True)
+    alone_sem, alone_bnd = make()(tiles[1:2], True, True)
+    assert one_sem.shape == (1, K, 28, 56) and compiled.n_forwards == 4
+    np.testing.assert_allclose(one_sem, alone_sem, atol=1e-5)
+    np.testing.assert_allclose(one_bnd, alone_bnd, atol=1e-5)
+    with pytest.raises(ValueError, match="precision"):
+        make(precision="fp16")
+
+
 # --------------------------------------------------------------------------- several images
 
 
