@@ -244,7 +244,7 @@ class _Accumulator:
             if self.sem_sum is None:
                 shape = (*self.bnd_sum.shape, sem.shape[0])
                 self.sem_sum = np.zeros(shape, dtype=np.float32)
-            hwk = _resize(np.ascontiguousarray(sem.transpose(1, 2, 0)), size)
+            hwk = _resize_planes(sem, size)
             _accumulate(self.sem_sum[y0:y1, x0:x1], hwk.reshape(*size, -1), sem_weight)
         if bnd is not None:
             _accumulate(self.bnd_sum[y0:y1, x0:x1], _resize(bnd, size), bnd_weight)
@@ -303,6 +303,35 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             np.ascontiguousarray(arr[..., c : c + 4]), (w, h), interpolation=cv2.INTER_AREA
         )
         out[..., c : c + 4] = part.reshape(h, w, -1)
+    return out
+
+
+def _interleave(planes: np.ndarray) -> np.ndarray:
+    """(C, h, w) float32 -> (h, w, C) contiguous, the same bytes as a numpy transpose copy.
+
+    ``cv2.merge`` does it ~10x faster than ``np.ascontiguousarray(planes.transpose(1, 2, 0))``
+    (0.2 s vs 1.8 s for 19 planes of 1022x2044): the largest host cost per semantic tile.
+    """
+    if planes.shape[0] == 1 or planes.shape[0] > 512:  # cv2.merge: 2..512 planes
+        return np.ascontiguousarray(planes.transpose(1, 2, 0))
+    return cv2.merge([np.ascontiguousarray(p) for p in planes])
+
+
+def _resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) -> (H, W, K) = :func:`_resize` of the interleaved planes, bit for bit.
+
+    When shrinking more than 4 channels, each group of 4 is interleaved straight from the
+    planes (the input ``_resize`` would cut out of the whole interleaved array).
+    """
+    k, h, w = planes.shape
+    out_h, out_w = size
+    if k <= 4 or (h, w) == (out_h, out_w) or not (out_h <= h and out_w <= w):
+        return _resize(_interleave(planes), size)
+    out = np.empty((out_h, out_w, k), dtype=planes.dtype)
+    for c in range(0, k, 4):
+        group = _interleave(planes[c : c + 4])  # (h, w, <=4)
+        part = cv2.resize(group, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        out[..., c : c + 4] = part.reshape(out_h, out_w, -1)
     return out
 
 
