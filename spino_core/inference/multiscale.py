@@ -244,8 +244,7 @@ class _Accumulator:
             if self.sem_sum is None:
                 shape = (*self.bnd_sum.shape, sem.shape[0])
                 self.sem_sum = np.zeros(shape, dtype=np.float32)
-            hwk = _resize_planes(sem, size)
-            _accumulate(self.sem_sum[y0:y1, x0:x1], hwk.reshape(*size, -1), sem_weight)
+            _accumulate_planes(self.sem_sum[y0:y1, x0:x1], sem, sem_weight)
         if bnd is not None:
             _accumulate(self.bnd_sum[y0:y1, x0:x1], _resize(bnd, size), bnd_weight)
 
@@ -317,22 +316,24 @@ def _interleave(planes: np.ndarray) -> np.ndarray:
     return cv2.merge([np.ascontiguousarray(p) for p in planes])
 
 
-def _resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w) -> (H, W, K) = :func:`_resize` of the interleaved planes, bit for bit.
+def _accumulate_planes(view: np.ndarray, planes: np.ndarray, weight: int) -> None:
+    """``view`` (H, W, K) += ``weight`` x the (K, h, w) ``planes`` resized to (H, W).
 
-    When shrinking more than 4 channels, each group of 4 is interleaved straight from the
-    planes (the input ``_resize`` would cut out of the whole interleaved array).
+    Bit for bit :func:`_accumulate` of :func:`_resize` of the interleaved planes: when
+    shrinking more than 4 channels, each group of 4 is interleaved straight from the planes
+    (the very input ``_resize`` would cut out of the whole interleaved array), resized and
+    added to its channels of ``view``, without assembling the (H, W, K) array first.
     """
     k, h, w = planes.shape
-    out_h, out_w = size
+    out_h, out_w = view.shape[:2]
     if k <= 4 or (h, w) == (out_h, out_w) or not (out_h <= h and out_w <= w):
-        return _resize(_interleave(planes), size)
-    out = np.empty((out_h, out_w, k), dtype=planes.dtype)
+        hwk = _resize(_interleave(planes), (out_h, out_w))
+        _accumulate(view, hwk.reshape(out_h, out_w, k), weight)
+        return
     for c in range(0, k, 4):
         group = _interleave(planes[c : c + 4])  # (h, w, <=4)
         part = cv2.resize(group, (out_w, out_h), interpolation=cv2.INTER_AREA)
-        out[..., c : c + 4] = part.reshape(out_h, out_w, -1)
-    return out
+        _accumulate(view[..., c : c + 4], part.reshape(out_h, out_w, -1), weight)
 
 
 def _check_output(name: str, arr: np.ndarray | None, shape: tuple[int | None, ...]) -> np.ndarray:

@@ -301,10 +301,17 @@ def test_images_batched_together_give_each_image_its_own_result(sem, bnd) -> Non
 @pytest.mark.parametrize(("src", "dst"), [((64, 128), (32, 64)), ((28, 56), (13, 23)),
                                           ((28, 56), (40, 70)), ((28, 56), (28, 56))])  # fmt: skip
 def test_resizing_planes_matches_resizing_the_transposed_array(k, src, dst) -> None:
-    """The fast path (cv2.merge straight from the (K, h, w) planes) gives the same bits as
-    the reference transpose-then-resize, exact 2x shrinks (cv2's fast area path) included."""
-    from spino_core.inference.multiscale import _resize, _resize_planes
+    """The fast path (cv2.merge straight from the (K, h, w) planes, added group by group)
+    gives the same bits as the reference transpose-resize-add, exact 2x shrinks (cv2's fast
+    area path) included, with and without a weight."""
+    from spino_core.inference.multiscale import _accumulate, _accumulate_planes, _resize
 
-    planes = np.random.default_rng(k).random((k, *src), dtype=np.float32)
-    reference = _resize(np.ascontiguousarray(planes.transpose(1, 2, 0)), dst).reshape(*dst, k)
-    np.testing.assert_array_equal(_resize_planes(planes, dst).reshape(*dst, k), reference)
+    rng = np.random.default_rng(k)
+    planes = rng.random((k, *src), dtype=np.float32)
+    start = rng.random((*dst, k), dtype=np.float32)
+    for weight in (1, 2):
+        reference, fast = start.copy(), start.copy()
+        hwk = _resize(np.ascontiguousarray(planes.transpose(1, 2, 0)), dst).reshape(*dst, k)
+        _accumulate(reference, hwk, weight)
+        _accumulate_planes(fast, planes, weight)
+        np.testing.assert_array_equal(fast, reference)
