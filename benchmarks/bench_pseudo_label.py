@@ -9,10 +9,13 @@ Each worker is a thread labelling one shard (as the threads task runner does), w
 
     .venv/bin/python benchmarks/bench_pseudo_label.py [--images 4] [--workers 1,2]
         [--image-size 128x256] [--input-size 112x224] [--model vit_small_patch14_dinov2.lvd142m]
-        [--sections share,workers,overlap] [--instant]
+        [--sections share,workers,overlap] [--instant] [--host-vs COMMIT]
 
 ``--instant`` replaces the network by a predictor that answers at once (fixed valid outputs):
 what remains is the host-side work that a GPU run must hide behind its forwards.
+``--host-vs COMMIT`` times ``multiscale_predict`` of this checkout against the one in COMMIT
+(read with ``git show``) on the same image and predictor, interleaved, and checks that both
+give the same bits.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -61,6 +65,7 @@ def main() -> None:
     ap.add_argument("--tile-batch-size", type=int, default=8)
     ap.add_argument("--sections", default="share,workers,overlap")
     ap.add_argument("--instant", action="store_true", help="no network: host-side work only")
+    ap.add_argument("--host-vs", default="", help="git commit to compare multiscale_predict with")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
 
@@ -141,6 +146,8 @@ def main() -> None:
                 f"{forwards:.0f} forwards/image, {summary.n_ok} ok)"
             )
 
+        if args.host_vs:
+            compare_host(args.host_vs, image, make_predictor, kw)
         if "overlap" in sections:
             torch.set_num_threads(cores)
             bench_overlap(ds, make_predictor, cfg, input_hw, Path(tmp))
@@ -150,20 +157,54 @@ class InstantPredictor:
     """Fixed valid outputs at once (probabilities from a seeded RNG, one array per tile size,
     sliced to the batch)."""
 
+    cache: ClassVar[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}  # made once
+
     def __init__(self, max_batch: int = 8) -> None:
         self.n_forwards, self.max_batch = 0, max_batch
-        self.cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, tiles: np.ndarray, want_semantic: bool, want_boundary: bool):
         n, h, w = tiles.shape[:3]
         self.n_forwards += n
-        if (h, w) not in self.cache:
+        if (h, w) not in self.cache or len(self.cache[(h, w)][0]) < n:
             shape = (max(n, self.max_batch), 19, h, w)
             sem = np.random.default_rng(0).random(shape, dtype=np.float32)
             sem /= sem.sum(axis=1, keepdims=True)
             self.cache[(h, w)] = (sem, np.ascontiguousarray(sem[:, 0]))
         sem, bnd = self.cache[(h, w)]
         return (sem[:n] if want_semantic else None), (bnd[:n] if want_boundary else None)
+
+
+def compare_host(commit: str, image: np.ndarray, make_predictor, kw: dict) -> None:
+    """Best of 3 interleaved rounds: this checkout's multiscale_predict vs ``commit``'s."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    source = subprocess.run(
+        ["git", "show", f"{commit}:spino_core/inference/multiscale.py"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "multiscale_ref.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("multiscale_ref", path)
+    ref = importlib.util.module_from_spec(spec)
+    sys.modules["multiscale_ref"] = ref
+    spec.loader.exec_module(ref)
+    times: dict[str, list[float]] = {"ref": [], "new": []}
+    results = {}
+    for _ in range(3):
+        for name, fn in (("ref", ref.multiscale_predict), ("new", multiscale_predict)):
+            t0 = time.perf_counter()
+            results[name] = fn(image, make_predictor(), keep_probs=True, **kw)
+            times[name].append(time.perf_counter() - t0)
+    same = np.array_equal(results["ref"].semantic_probs, results["new"].semantic_probs) and (
+        np.array_equal(results["ref"].boundary_probs, results["new"].boundary_probs)
+    )
+    print(
+        f"multiscale_predict host time, best of 3: {commit} {min(times['ref']):.2f} s/image, "
+        f"this checkout {min(times['new']):.2f} s/image "
+        f"({min(times['ref']) / min(times['new']):.2f}x); same bits: {same}"
+    )
 
 
 class Timed:
