@@ -221,7 +221,7 @@ def label_shard(
             start = time.perf_counter()
             results = iter(
                 multiscale_predict_many(
-                    [item.image for item in todo],  # type: ignore[misc]
+                    [item.image for item in todo if item.image is not None],
                     predict,
                     input_hw=input_hw,
                     semantic_scales=cfg.semantic_scales,
@@ -252,6 +252,7 @@ def label_shard(
                 pending.popleft().result()
                 bar.update()
         rows = [s.result() if isinstance(s, Future) else s for s in slots]
+        bar.update(len(pending))
     except BaseException:
         stop.set()
         raise
