@@ -9,10 +9,13 @@ Each worker is a thread labelling one shard (as the threads task runner does), w
 
     .venv/bin/python benchmarks/bench_pseudo_label.py [--images 4] [--workers 1,2]
         [--image-size 128x256] [--input-size 112x224] [--model vit_small_patch14_dinov2.lvd142m]
-        [--sections share,workers,overlap] [--instant] [--host-vs COMMIT]
+        [--sections share,workers,overlap] [--instant [--device-s-per-tile S]]
+        [--host-vs COMMIT]
 
 ``--instant`` replaces the network by a predictor that answers at once (fixed valid outputs):
-what remains is the host-side work that a GPU run must hide behind its forwards.
+what remains is the host-side work that a GPU run must hide behind its forwards. With
+``--device-s-per-tile S`` it also sleeps S seconds per tile (a device computing while the CPU
+is free), which shows how much of the host work the pipelining hides behind the forwards.
 ``--host-vs COMMIT`` times ``multiscale_predict`` of this checkout against the one in COMMIT
 (read with ``git show``) on the same image and predictor, interleaved, and checks that both
 give the same bits.
@@ -65,6 +68,10 @@ def main() -> None:
     ap.add_argument("--tile-batch-size", type=int, default=8)
     ap.add_argument("--sections", default="share,workers,overlap")
     ap.add_argument("--instant", action="store_true", help="no network: host-side work only")
+    ap.add_argument(
+        "--device-s-per-tile", type=float, default=0.0,
+        help="with --instant: sleep this long per tile, as a busy accelerator would",
+    )  # fmt: skip
     ap.add_argument("--host-vs", default="", help="git commit to compare multiscale_predict with")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
@@ -84,7 +91,7 @@ def main() -> None:
         TorchPredictor | InstantPredictor
     ):  # modules shared, counters per thread
         if args.instant:
-            return InstantPredictor(args.tile_batch_size)
+            return InstantPredictor(args.device_s_per_tile)
         return TorchPredictor(
             backbone, heads.semantic, heads.boundary, "cpu", boundary_scale=args.boundary_head_scale
         )
@@ -154,24 +161,26 @@ def main() -> None:
 
 
 class InstantPredictor:
-    """Fixed valid outputs at once (probabilities from a seeded RNG, one array per tile size,
-    sliced to the batch)."""
+    """Fixed valid outputs at once: every tile gets the same seeded random probabilities
+    (made once per tile size and shared), so the output of a tile does not depend on its
+    batch-mates, as for a real network."""
 
     cache: ClassVar[dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}  # made once
 
-    def __init__(self, max_batch: int = 8) -> None:
-        self.n_forwards, self.max_batch = 0, max_batch
+    def __init__(self, device_s_per_tile: float = 0.0) -> None:
+        self.n_forwards, self.device_s_per_tile = 0, device_s_per_tile
 
     def __call__(self, tiles: np.ndarray, want_semantic: bool, want_boundary: bool):
         n, h, w = tiles.shape[:3]
         self.n_forwards += n
-        if (h, w) not in self.cache or len(self.cache[(h, w)][0]) < n:
-            shape = (max(n, self.max_batch), 19, h, w)
-            sem = np.random.default_rng(0).random(shape, dtype=np.float32)
-            sem /= sem.sum(axis=1, keepdims=True)
-            self.cache[(h, w)] = (sem, np.ascontiguousarray(sem[:, 0]))
+        time.sleep(n * self.device_s_per_tile)  # an accelerator busy, this CPU idle
+        if (h, w) not in self.cache:
+            sem = np.random.default_rng(0).random((19, h, w), dtype=np.float32)
+            sem /= sem.sum(axis=0, keepdims=True)
+            self.cache[(h, w)] = (sem, np.ascontiguousarray(sem[0]))
         sem, bnd = self.cache[(h, w)]
-        return (sem[:n] if want_semantic else None), (bnd[:n] if want_boundary else None)
+        sem_n = np.broadcast_to(sem, (n, *sem.shape)) if want_semantic else None
+        return sem_n, (np.broadcast_to(bnd, (n, h, w)) if want_boundary else None)
 
 
 def compare_host(commit: str, image: np.ndarray, make_predictor, kw: dict) -> None:
