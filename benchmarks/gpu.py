@@ -184,7 +184,7 @@ def estimate(s: Setup, flops_tile: float) -> dict[str, float]:
     host = 0.05 if s.tiny else 2.5  # measured host-side seconds per image, see RESULTS.md
     out = {"setup": 2.0 if s.tiny else 30.0}  # model build, synthetic images
     for prec in ("bf16", "fp32"):
-        out[f"forward_{prec}"] = (s.repeats + 2) * batch * flops_tile / rate[prec]
+        out[f"forward_{prec}"] = 2 * (s.repeats + 2) * batch * flops_tile / rate[prec]
     out["pseudo_label_bf16"] = (s.n_images + 1) * max(per_image / rate["bf16"], host)
     out["cpu_side"] = (s.n_images + 1) * host
     student = 3 * s.cfg.student.batch_size * flops_tile  # forward + backward of the backbone
@@ -194,33 +194,64 @@ def estimate(s: Setup, flops_tile: float) -> dict[str, float]:
     return out
 
 
-def bench_forward(s: Setup, predictor_for: Callable[[str], TorchPredictor]) -> dict[str, Any]:
-    """Section 1 for both precisions; FLOPs counted once per tile (bf16 and fp32 alike)."""
+def bench_forward(
+    s: Setup, backbone: Any, predictor_for: Callable[[str], TorchPredictor]
+) -> dict[str, Any]:
+    """Section 1 for both precisions; FLOPs counted once per tile (bf16 and fp32 alike).
+
+    "backbone": the ViT alone under exactly the precision named. "predictor": backbone +
+    both heads as pseudo-labelling runs them; there the backbone autocasts to bf16 on CUDA
+    whatever is asked (``spino_core/models/backbone.py``), so its fp32 column has fp32 heads
+    only.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     p = s.cfg.pseudo_label
     hw = snap_to_patch(s.cfg.heads.input_height, s.cfg.heads.input_width)
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 256, (p.tile_batch_size, *hw, 3), dtype=np.uint8)
+    x = torch.randn(p.tile_batch_size, 3, *hw, device=s.device)
+
+    def vit(batch: torch.Tensor, precision: str) -> None:
+        with torch.inference_mode(), autocast(s.device, precision):
+            backbone.vit.forward_intermediates(
+                batch, indices=backbone.blocks, norm=True, output_fmt="NCHW",
+                intermediates_only=True,
+            )  # fmt: skip
+
     counter = FlopCounterMode(display=False)
     with counter:
         predictor_for("fp32")(tiles[:1], True, True)
     flops = float(counter.get_total_flops())
+    counter = FlopCounterMode(display=False)
+    with counter:
+        vit(x[:1], "fp32")
+    flops_vit = float(counter.get_total_flops())
     bf16_peak = device_peaks(s.device)[1]
-    out: dict[str, Any] = {"tile_hw": list(hw), "batch": p.tile_batch_size, "flops_tile": flops}
+    out: dict[str, Any] = {
+        "tile_hw": list(hw),
+        "batch": p.tile_batch_size,
+        "flops_tile": flops,
+        "flops_tile_backbone": flops_vit,
+    }
     per_image = count_forwards(p.semantic_scales, p.boundary_scales)
+    n = len(tiles)
     for prec in ("bf16", "fp32"):
-        predict = predictor_for(prec)
         reset_memory(s.device)
+        sec_vit = timed(lambda prec=prec: vit(x, prec), s.device, s.repeats)
+        predict = predictor_for(prec)
         sec = timed(lambda predict=predict: predict(tiles, True, True), s.device, s.repeats)
-        tflops = flops * len(tiles) / sec / 1e12
+        tflops_vit, tflops = flops_vit * n / sec_vit / 1e12, flops * n / sec / 1e12
         out[prec] = {
+            "backbone_tiles_per_s": n / sec_vit,
+            "backbone_tflops": tflops_vit,
+            "backbone_fraction_of_bf16_peak": tflops_vit / bf16_peak if bf16_peak else None,
             "seconds_per_batch": sec,
-            "tiles_per_s": len(tiles) / sec,
+            "tiles_per_s": n / sec,
             "tflops": tflops,
             "fraction_of_bf16_peak": tflops / bf16_peak if bf16_peak else None,
             "peak_memory_gib": peak_memory(s.device),
-            "images_per_s_forwards_only": len(tiles) / sec / per_image,
+            "images_per_s_forwards_only": n / sec / per_image,
         }
     return out
 
@@ -398,7 +429,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return True
 
     if fits("forward_bf16"):
-        result["forward"] = bench_forward(s, predictor_for)
+        result["forward"] = bench_forward(s, backbone, predictor_for)
     with tempfile.TemporaryDirectory(prefix="spino-gpu-bench-") as tmp:
         root = Path(tmp) / "raw"
         h, w = s.image_hw
@@ -445,12 +476,17 @@ def markdown(r: dict[str, Any]) -> str:
     if fwd:
         lines.append(f"| FLOPs per tile (counted / analytic) | {_fmt(fwd['flops_tile'])} / "
                      f"{_fmt(m['flops_tile_analytic'])} | |")  # fmt: skip
+        lines.append(f"| FLOPs per tile, backbone only (counted) | {_fmt(fwd['flops_tile_backbone'])}"
+                     " | |")  # fmt: skip
         for key, label in [
-            ("tiles_per_s", "forward: tiles/s"),
-            ("tflops", "forward: achieved TFLOP/s"),
-            ("fraction_of_bf16_peak", "forward: fraction of bf16 peak"),
-            ("images_per_s_forwards_only", "forward only: images/s"),
-            ("peak_memory_gib", f"forward (batch {fwd['batch']}): peak memory GiB"),
+            ("backbone_tiles_per_s", "backbone only: tiles/s"),
+            ("backbone_tflops", "backbone only: achieved TFLOP/s"),
+            ("backbone_fraction_of_bf16_peak", "backbone only: fraction of bf16 peak"),
+            ("tiles_per_s", "predictor (backbone + heads): tiles/s"),
+            ("tflops", "predictor: achieved TFLOP/s"),
+            ("fraction_of_bf16_peak", "predictor: fraction of bf16 peak"),
+            ("images_per_s_forwards_only", "predictor forwards only: images/s"),
+            ("peak_memory_gib", f"predictor (batch {fwd['batch']}): peak memory GiB"),
         ]:
             lines.append(f"| {label} | {_fmt(fwd['bf16'][key])} | {_fmt(fwd['fp32'][key])} |")
     for key, label in [("pseudo_label", "pseudo-labelling"), ("cpu_side", "host side only")]:

@@ -28,13 +28,15 @@ def test_tiny_mode_measures_every_section(gpu_bench, tmp_path: Path, capsys) -> 
     assert "estimated" in printed.splitlines()[0]  # the duration estimate comes first
     assert json.loads((tmp_path / "gpu-tiny.json").read_text()) == json.loads(json.dumps(result))
     table = (tmp_path / "gpu-tiny.md").read_text()
-    assert "| forward: achieved TFLOP/s |" in table and "student step" in table
+    assert "| predictor: achieved TFLOP/s |" in table and "student step" in table
     assert result["skipped"] == []
     meta, fwd = result["meta"], result["forward"]
     # The counted FLOPs agree with the analytical count (ViT + both pixel MLPs).
     assert abs(fwd["flops_tile"] / meta["flops_tile_analytic"] - 1) < 0.1
+    assert 0 < fwd["flops_tile_backbone"] < fwd["flops_tile"]
     for prec in ("bf16", "fp32"):
         assert fwd[prec]["tiles_per_s"] > 0 and fwd[prec]["tflops"] > 0
+        assert fwd[prec]["backbone_tflops"] > 0
         assert result["heads_step"][prec]["seconds"] > 0
         assert result["student_step"][prec]["seconds"] > 0
     for key in ("pseudo_label", "cpu_side"):
