@@ -11,7 +11,7 @@ Resume is keyed on the input: the sidecar records the SHA-256 of the raw image f
 image whose file no longer has that hash is labelled again. A content hash, not size+mtime:
 copies (``cp``, ``dvc checkout``, a new clone) change mtimes without changing the image and
 would relabel everything, while an edit that keeps the size within the mtime granularity
-would go unseen. Hashing costs ~1 ms per 2 MB PNG, against ~1 s to label it.
+would go unseen. Hashing a 2.5 MB Cityscapes PNG takes ~5 ms here, against seconds to label it.
 """
 
 from __future__ import annotations
