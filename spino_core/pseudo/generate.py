@@ -253,12 +253,15 @@ def label_shard(
                 bar.update()
         rows = [s.result() if isinstance(s, Future) else s for s in slots]
         bar.update(len(pending))
-    except BaseException:
-        stop.set()
+    except BaseException as exc:
+        # An error: images already predicted are still written (a failing write has set
+        # ``stop`` itself). KeyboardInterrupt and the like: no more writes.
+        if not isinstance(exc, Exception):
+            stop.set()
         raise
     finally:
         if writer is not None:
-            writer.shutdown(wait=True, cancel_futures=True)  # running writes end atomically
+            writer.shutdown(wait=True, cancel_futures=stop.is_set())  # writes are atomic
         if isinstance(inputs, Iterator) and hasattr(inputs, "close"):
             inputs.close()  # stops the reader thread
         bar.close()

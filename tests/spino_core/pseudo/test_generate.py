@@ -214,6 +214,34 @@ def test_a_crashing_predictor_fails_the_stage_at_once(
     assert not list(out.glob("segments/*.json"))
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_an_error_while_decoding_that_is_not_the_images_fault_stops_the_shard(
+    raw_root: Path, tmp_path: Path, overlap: bool
+) -> None:
+    """MemoryError in the reader (thread) reaches the caller; no helper thread is left."""
+    import threading
+
+    ds = open_dataset("cityscapes", raw_root, "train")
+    real = ds.load_image
+
+    def load_image(stem: str):
+        if stem == ds.stems[2]:
+            raise MemoryError("cannot allocate")
+        return real(stem)
+
+    ds.load_image = load_image  # type: ignore[method-assign]
+    before = threading.active_count()
+    cfg = dataclasses.replace(CFG, overlap=overlap)
+    with pytest.raises(MemoryError):
+        label_shard(
+            0, ds.stems, ds, ColourPredictor(), cfg, tmp_path / "p", input_hw=INPUT_HW,
+            progress=False,
+        )  # fmt: skip
+    assert threading.active_count() == before
+    done = sorted(p.stem for p in (tmp_path / "p" / "segments").glob("*.json"))
+    assert done == ds.stems[:2]  # the images before it were finished, none after
+
+
 def test_a_changed_raw_image_is_relabelled_on_resume(raw_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "raw"
     shutil.copytree(raw_root, root)
