@@ -7,7 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test lint format bench clean-demo
+.PHONY: setup demo test lint format bench bench-gpu clean-demo
 
 setup: $(STAMP)
 
@@ -40,3 +40,8 @@ format: setup
 bench: setup
 	$(PY) benchmarks/bench_synth.py
 	$(PY) benchmarks/bench_fusion.py
+
+# On a machine with a CUDA device: <= 8 min on one H200, writes benchmarks/results/gpu.{json,md}.
+# `$(PY) benchmarks/gpu.py --tiny` is the CPU check of the same code (CI runs it).
+bench-gpu: setup
+	$(PY) benchmarks/gpu.py

@@ -185,8 +185,18 @@ class PseudoLabelConfig:
     n_shards: int = 4
     max_failed_fraction: float = 0.05  # the stage fails if more images than this fail
     device: str = "auto"
+    # Throughput only (labels unchanged on CPU): images whose tiles share forward batches,
+    # decoding/fusion/PNG writing overlapped with the forwards, writer threads, bf16 autocast
+    # ("auto": bf16 on CUDA, fp32 on CPU) and torch.compile of the backbone.
+    batch_images: int = 1
+    overlap: bool = True
+    writer_threads: int = 2
+    precision: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp32"):
+            _fail("pseudo_label.precision", f"must be auto, bf16 or fp32, got {self.precision!r}")
         for key in ("semantic_scales", "boundary_scales"):
             scales = getattr(self, key)
             if not scales or any(s < 1 for s in scales):
@@ -199,7 +209,7 @@ class PseudoLabelConfig:
         for key in ("min_blob_px", "min_instance_px"):
             if getattr(self, key) < 0:
                 _fail(f"pseudo_label.{key}", f"must be >= 0, got {getattr(self, key)}")
-        for key in ("tile_batch_size", "n_shards"):
+        for key in ("tile_batch_size", "n_shards", "batch_images", "writer_threads"):
             if getattr(self, key) < 1:
                 _fail(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.max_failed_fraction <= 1.0:

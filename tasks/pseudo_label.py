@@ -72,7 +72,13 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
         return []
     dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
     device = shard_device(cfg.pseudo_label.device, shard_id)
-    loaded = load_predictor(cfg.paths.heads, cfg.backbone, device=device)
+    loaded = load_predictor(
+        cfg.paths.heads,
+        cfg.backbone,
+        device=device,
+        precision=cfg.pseudo_label.precision,
+        compile=cfg.pseudo_label.compile,
+    )
     return label_shard(
         shard_id,
         stems,

@@ -10,7 +10,15 @@ from spino_core.inference.multiscale import (
     PredictFn,
     count_forwards,
     multiscale_predict,
+    multiscale_predict_many,
     tile_grid,
 )
 
-__all__ = ["MultiscaleResult", "PredictFn", "count_forwards", "multiscale_predict", "tile_grid"]
+__all__ = [
+    "MultiscaleResult",
+    "PredictFn",
+    "count_forwards",
+    "multiscale_predict",
+    "multiscale_predict_many",
+    "tile_grid",
+]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ __all__ = [
     "PredictFn",
     "count_forwards",
     "multiscale_predict",
+    "multiscale_predict_many",
     "tile_grid",
 ]
 
@@ -119,64 +121,149 @@ def multiscale_predict(
             the semantic and boundary passes separately (same result, for benchmarks).
         keep_probs: also return the (K, H, W) averaged class probabilities.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    return multiscale_predict_many(
+        [image],
+        predict,
+        input_hw=input_hw,
+        semantic_scales=semantic_scales,
+        boundary_scales=boundary_scales,
+        boundary_threshold=boundary_threshold,
+        tile_batch_size=tile_batch_size,
+        share_features=share_features,
+        keep_probs=keep_probs,
+    )[0]
+
+
+def multiscale_predict_many(
+    images: Sequence[np.ndarray],
+    predict: PredictFn,
+    *,
+    input_hw: tuple[int, int],
+    semantic_scales: Sequence[int],
+    boundary_scales: Sequence[int],
+    boundary_threshold: float = 0.5,
+    tile_batch_size: int = 8,
+    share_features: bool = True,
+    keep_probs: bool = False,
+    overlap: bool = False,
+) -> list[MultiscaleResult]:
+    """:func:`multiscale_predict` of several images whose tiles share ``predict`` batches.
+
+    Each image's result is the one :func:`multiscale_predict` gives it alone, bit for bit
+    (for a predictor whose output per tile does not depend on its batch-mates): every image
+    accumulates its tiles in the same order, only the batches span images, so fewer batches
+    are part-filled. ``overlap`` runs tile preparation and ``predict`` one batch ahead in a
+    helper thread while this thread accumulates the previous batch (a GPU forward releases
+    the GIL); the sequence of calls and the results are the same.
+    """
     if not semantic_scales or not boundary_scales:
         raise ValueError("semantic_scales and boundary_scales must not be empty")
     if tile_batch_size < 1:
         raise ValueError(f"tile_batch_size must be >= 1, got {tile_batch_size}")
-    height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"image is empty: {image.shape}")
+    for image in images:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image is empty: {image.shape}")
     sem_w, bnd_w = Counter(semantic_scales), Counter(boundary_scales)
 
-    # Jobs: (scale, want_semantic, want_boundary), batched by their pair of flags.
+    # Passes: (scale, want_semantic, want_boundary), batched by their pair of flags. Groups
+    # keep the order of their first scale; every image walks them in the same order.
     if share_features:
         passes = [(s, s in sem_w, s in bnd_w) for s in sorted(sem_w.keys() | bnd_w.keys())]
     else:
         passes = [(s, True, False) for s in sorted(sem_w)]
         passes += [(s, False, True) for s in sorted(bnd_w)]
-    groups: dict[tuple[bool, bool], list[tuple[int, tuple[int, int, int, int]]]] = {}
+    groups: dict[tuple[bool, bool], list[int]] = {}
     for scale, want_sem, want_bnd in passes:
-        for box in tile_grid(height, width, scale):
-            groups.setdefault((want_sem, want_bnd), []).append((scale, box))
-
-    sem_sum: np.ndarray | None = None  # (H, W, K) float32, weighted sum over scales
-    bnd_sum = np.zeros((height, width), dtype=np.float32)
-    n_forwards = 0
-    for (want_sem, want_bnd), jobs in groups.items():
+        groups.setdefault((want_sem, want_bnd), []).append(scale)
+    batches: list[tuple[bool, bool, list[tuple[int, int, tuple[int, int, int, int]]]]] = []
+    for (want_sem, want_bnd), scales in groups.items():
+        jobs = [
+            (k, scale, box)
+            for k, image in enumerate(images)
+            for scale in scales
+            for box in tile_grid(image.shape[0], image.shape[1], scale)
+        ]
         for start in range(0, len(jobs), tile_batch_size):
-            batch = jobs[start : start + tile_batch_size]
-            tiles = np.stack([_crop_resize(image, box, input_hw) for _, box in batch])
-            sem, bnd = predict(tiles, want_semantic=want_sem, want_boundary=want_bnd)
-            n_forwards += len(batch)
-            if want_sem:
-                sem = _check_output("semantic", sem, (len(batch), None, *input_hw))
-                if sem_sum is None:
-                    sem_sum = np.zeros((height, width, sem.shape[1]), dtype=np.float32)
-            if want_bnd:
-                bnd = _check_output("boundary", bnd, (len(batch), *input_hw))
-            for i, (scale, (y0, y1, x0, x1)) in enumerate(batch):
-                size = (y1 - y0, x1 - x0)
-                if want_sem:
-                    hwk = _resize(np.ascontiguousarray(sem[i].transpose(1, 2, 0)), size)
-                    _accumulate(sem_sum[y0:y1, x0:x1], hwk.reshape(*size, -1), sem_w[scale])
-                if want_bnd:
-                    _accumulate(bnd_sum[y0:y1, x0:x1], _resize(bnd[i], size), bnd_w[scale])
+            batches.append((want_sem, want_bnd, jobs[start : start + tile_batch_size]))
 
-    assert sem_sum is not None  # semantic_scales and the image are not empty
-    sem_avg = np.divide(sem_sum, np.float32(sum(sem_w.values())), out=sem_sum)  # (H, W, K)
-    bnd_avg = np.divide(bnd_sum, np.float32(sum(bnd_w.values())), out=bnd_sum)
-    if sem_avg.shape[2] > 255:
-        raise ValueError(f"{sem_avg.shape[2]} classes do not fit a uint8 map")
-    return MultiscaleResult(
-        semantic=sem_avg.argmax(axis=2).astype(np.uint8),
-        confidence=sem_avg.max(axis=2),
-        boundary=bnd_avg > boundary_threshold,
-        boundary_probs=bnd_avg,
-        n_forwards=n_forwards,
-        semantic_probs=np.ascontiguousarray(sem_avg.transpose(2, 0, 1)) if keep_probs else None,
-    )
+    def run(batch: tuple[bool, bool, list]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        want_sem, want_bnd, jobs = batch
+        tiles = np.stack([_crop_resize(images[k], box, input_hw) for k, _, box in jobs])
+        return predict(tiles, want_semantic=want_sem, want_boundary=want_bnd)
+
+    accs = [_Accumulator(image.shape[0], image.shape[1]) for image in images]
+    outputs = _mapped(run, batches, overlap)
+    for (want_sem, want_bnd, jobs), (sem, bnd) in zip(batches, outputs, strict=True):
+        if want_sem:
+            sem = _check_output("semantic", sem, (len(jobs), None, *input_hw))
+        if want_bnd:
+            bnd = _check_output("boundary", bnd, (len(jobs), *input_hw))
+        for i, (k, scale, box) in enumerate(jobs):
+            sem_i = sem[i] if want_sem else None
+            accs[k].add(box, sem_i, sem_w[scale], bnd[i] if want_bnd else None, bnd_w[scale])
+    return [acc.result(sem_w, bnd_w, boundary_threshold, keep_probs) for acc in accs]
+
+
+def _mapped(fn, items: list, overlap: bool):
+    """``map(fn, items)``; with ``overlap`` the next item is computed in a helper thread
+    while the caller consumes the current one (one item ahead, in order)."""
+    if not overlap or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="spino-predict") as pool:
+        ahead = pool.submit(fn, items[0])
+        for item in items[1:]:
+            current, ahead = ahead.result(), pool.submit(fn, item)
+            yield current
+        yield ahead.result()
+
+
+class _Accumulator:
+    """Weighted sums of one (H, W) image's tile predictions, in the order they arrive."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.sem_sum: np.ndarray | None = None  # (H, W, K) float32, made at the first tile
+        self.bnd_sum = np.zeros((height, width), dtype=np.float32)
+        self.n_forwards = 0
+
+    def add(
+        self,
+        box: tuple[int, int, int, int],
+        sem: np.ndarray | None,  # (K, h, w) float32 tile prediction, or None
+        sem_weight: int,
+        bnd: np.ndarray | None,  # (h, w) float32 tile prediction, or None
+        bnd_weight: int,
+    ) -> None:
+        """Add one tile's predictions (at the network input size) onto its ``box``."""
+        y0, y1, x0, x1 = box
+        size = (y1 - y0, x1 - x0)
+        self.n_forwards += 1
+        if sem is not None:
+            if self.sem_sum is None:
+                shape = (*self.bnd_sum.shape, sem.shape[0])
+                self.sem_sum = np.zeros(shape, dtype=np.float32)
+            _accumulate_planes(self.sem_sum[y0:y1, x0:x1], sem, sem_weight)
+        if bnd is not None:
+            _accumulate(self.bnd_sum[y0:y1, x0:x1], _resize(bnd, size), bnd_weight)
+
+    def result(
+        self, sem_w: Counter, bnd_w: Counter, threshold: float, keep_probs: bool
+    ) -> MultiscaleResult:
+        assert self.sem_sum is not None  # semantic_scales and the image are not empty
+        sem_avg = np.divide(self.sem_sum, np.float32(sum(sem_w.values())), out=self.sem_sum)
+        bnd_avg = np.divide(self.bnd_sum, np.float32(sum(bnd_w.values())), out=self.bnd_sum)
+        if sem_avg.shape[2] > 255:
+            raise ValueError(f"{sem_avg.shape[2]} classes do not fit a uint8 map")
+        return MultiscaleResult(
+            semantic=sem_avg.argmax(axis=2).astype(np.uint8),
+            confidence=sem_avg.max(axis=2),
+            boundary=bnd_avg > threshold,
+            boundary_probs=bnd_avg,
+            n_forwards=self.n_forwards,
+            semantic_probs=np.ascontiguousarray(sem_avg.transpose(2, 0, 1)) if keep_probs else None,
+        )
 
 
 def _accumulate(view: np.ndarray, values: np.ndarray, weight: int) -> None:
@@ -216,6 +303,37 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         )
         out[..., c : c + 4] = part.reshape(h, w, -1)
     return out
+
+
+def _interleave(planes: np.ndarray) -> np.ndarray:
+    """(C, h, w) float32 -> (h, w, C) contiguous, the same bytes as a numpy transpose copy.
+
+    ``cv2.merge`` does it ~10x faster than ``np.ascontiguousarray(planes.transpose(1, 2, 0))``
+    (0.2 s vs 1.8 s for 19 planes of 1022x2044): the largest host cost per semantic tile.
+    """
+    if planes.shape[0] == 1 or planes.shape[0] > 512:  # cv2.merge: 2..512 planes
+        return np.ascontiguousarray(planes.transpose(1, 2, 0))
+    return cv2.merge([np.ascontiguousarray(p) for p in planes])
+
+
+def _accumulate_planes(view: np.ndarray, planes: np.ndarray, weight: int) -> None:
+    """``view`` (H, W, K) += ``weight`` x the (K, h, w) ``planes`` resized to (H, W).
+
+    Bit for bit :func:`_accumulate` of :func:`_resize` of the interleaved planes: when
+    shrinking more than 4 channels, each group of 4 is interleaved straight from the planes
+    (the very input ``_resize`` would cut out of the whole interleaved array), resized and
+    added to its channels of ``view``, without assembling the (H, W, K) array first.
+    """
+    k, h, w = planes.shape
+    out_h, out_w = view.shape[:2]
+    if k <= 4 or (h, w) == (out_h, out_w) or not (out_h <= h and out_w <= w):
+        hwk = _resize(_interleave(planes), (out_h, out_w))
+        _accumulate(view, hwk.reshape(out_h, out_w, k), weight)
+        return
+    for c in range(0, k, 4):
+        group = _interleave(planes[c : c + 4])  # (h, w, <=4)
+        part = cv2.resize(group, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        _accumulate(view[..., c : c + 4], part.reshape(out_h, out_w, -1), weight)
 
 
 def _check_output(name: str, arr: np.ndarray | None, shape: tuple[int | None, ...]) -> np.ndarray:

@@ -12,6 +12,7 @@ list of (B, C, h/14, w/14) maps (one per block, concatenated on channels for the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,18 +43,36 @@ class TorchPredictor:
         device: str | torch.device = "cpu",
         *,
         boundary_scale: float = 1.0,
+        precision: str = "fp32",
+        compile: bool | str = False,
     ) -> None:
         """``boundary_scale``: run the boundary head at this fraction of the tile size and
         upsample its logits (the head is trained at ``heads.boundary_scale`` of its input,
-        and its MLP at full tile resolution is the dominant CPU cost)."""
+        and its MLP at full tile resolution is the dominant CPU cost).
+
+        ``precision``: "bf16" runs the heads under bf16 autocast (the backbone autocasts to
+        bf16 on CUDA by itself), "fp32" does not; outputs are float32 either way.
+        ``compile``: ``torch.compile`` the backbone (True: the default inductor backend, a
+        string: that backend, e.g. "eager" to test the wiring on CPU); batches smaller than
+        the largest seen are padded to it, so one compiled graph serves every call.
+        """
         if not 0.0 < boundary_scale <= 1.0:
             raise ValueError(f"boundary_scale must be in (0, 1], got {boundary_scale}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.backbone = backbone.to(self.device).eval()
         self.semantic_head = semantic_head.to(self.device).eval()
         self.boundary_head = boundary_head.to(self.device).eval()
         self.boundary_scale = float(boundary_scale)
+        self.precision = precision
         self.n_forwards = 0
+        self._features: Callable[..., list[torch.Tensor]] = self.backbone
+        self._pad_to = 0  # with compile: the batch size every call is padded to
+        if compile:
+            backend = compile if isinstance(compile, str) else "inductor"
+            self._features = torch.compile(self.backbone, backend=backend, dynamic=False)
+            self._pad_to = 1
 
     def __call__(
         self, tiles: np.ndarray, want_semantic: bool = True, want_boundary: bool = True
@@ -67,20 +86,35 @@ class TorchPredictor:
         if tiles.ndim != 4 or tiles.shape[3] != 3 or tiles.dtype != np.uint8:
             raise ValueError(f"tiles must be (N, h, w, 3) uint8, got {tiles.shape} {tiles.dtype}")
         out_hw = (int(tiles.shape[1]), int(tiles.shape[2]))
+        n = len(tiles)
+        if self._pad_to:  # one compiled graph: pad to the largest batch seen
+            self._pad_to = max(self._pad_to, n)
+            if n < self._pad_to:
+                pad = np.zeros((self._pad_to - n, *tiles.shape[1:]), dtype=tiles.dtype)
+                tiles = np.concatenate([tiles, pad])
         sem = bnd = None
-        with torch.inference_mode():
+        cuda = self.device.type == "cuda"
+        bf16 = self.precision == "bf16"
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
             x = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)  # (N, 3, h, w)
-            feats = self.backbone(x.to(self.device), snap_to_patch(*out_hw))
-            feats = torch.cat(list(feats), dim=1)  # (N, C * blocks, h/14, w/14)
-            self.n_forwards += len(tiles)
+            if cuda:  # pinned host memory: the copy overlaps with work already queued
+                x = x.pin_memory()
+            feats = self._features(x.to(self.device, non_blocking=cuda), snap_to_patch(*out_hw))
+            feats = torch.cat(list(feats), dim=1)[:n]  # (N, C * blocks, h/14, w/14)
+            self.n_forwards += n
             if want_semantic:
                 logits = self.semantic_head(feats, out_hw)  # (N, K, h, w)
                 sem = logits.float().softmax(dim=1).cpu().numpy()
             if want_boundary:
-                bnd_hw = tuple(max(1, round(n * self.boundary_scale)) for n in out_hw)
+                bnd_hw = tuple(max(1, round(side * self.boundary_scale)) for side in out_hw)
                 logits = self.boundary_head(feats, bnd_hw)  # (N, 1, *bnd_hw)
                 if tuple(logits.shape[-2:]) != out_hw:
-                    logits = F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)
+                    logits = F.interpolate(
+                        logits.float(), out_hw, mode="bilinear", align_corners=False
+                    )
                 bnd = logits.float().sigmoid()[:, 0].cpu().numpy()  # (N, h, w)
         return sem, bnd
 
@@ -100,11 +134,14 @@ def load_predictor(
     device: str = "auto",
     *,
     backbone: DinoBackbone | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> LoadedPredictor:
     """Build the backbone named by ``backbone_cfg`` (or reuse ``backbone``) and the heads.
 
-    ``load_heads`` refuses heads trained on another backbone, blocks or weights. The boundary head
-    runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
+    ``load_heads`` refuses heads trained on another backbone, blocks or weights. The
+    boundary head runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
+    ``precision`` "auto" is bf16 on CUDA and fp32 elsewhere (``pseudo_label.precision``).
     """
     if backbone is not None and (backbone.name, backbone.blocks) != (
         backbone_cfg.name,
@@ -116,11 +153,16 @@ def load_predictor(
         )
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
     loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights
+    dev = resolve_device(device)
+    if precision == "auto":
+        precision = "bf16" if dev.type == "cuda" else "fp32"
     predictor = TorchPredictor(
         backbone,
         loaded.heads.semantic,
         loaded.heads.boundary,
-        resolve_device(device),
+        dev,
         boundary_scale=loaded.boundary_size[0] / loaded.input_size[0],
+        precision=precision,
+        compile=compile,
     )
     return LoadedPredictor(predictor, tuple(loaded.input_size), loaded.backbone_name)

@@ -11,104 +11,74 @@ Output folder (``paths.pseudo``)::
 Images are split into shards (:func:`plan_shards`), each labelled by :func:`label_shard`
 (one orchestrator task per shard), then :func:`finalize` gathers the rows. Every file is
 written atomically and the sidecar after the PNG, so a sidecar means a complete image: a
-rerun after a kill skips those and, the computation being deterministic, ends with the
-same files as an uninterrupted run. One bad image becomes a ``failed`` row, not a crash.
+rerun after a kill skips those (if the raw image is unchanged) and, the computation being
+deterministic, ends with the same files as an uninterrupted run. A bad input image becomes
+a ``failed`` row; any other error stops the shard (``image_io``).
+
+Throughput (``label_shard``): the tiles of ``batch_images`` images share forward batches;
+with ``overlap`` a reader thread hashes and decodes the next images, a helper thread runs
+the forwards one batch ahead of the accumulation, and a pool of ``writer_threads`` fuses
+and writes finished images, so the device waits on none of them. The labels are the same
+bytes with or without any of it (for a predictor whose per-tile output does not depend on
+its batch-mates: true of the CPU path).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import itertools
 import logging
-import math
 import os
+import queue
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from spino_core.atomic import atomic_path, write_json_atomic
 from spino_core.config import PseudoLabelConfig
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES, train_to_label_lut
-from spino_core.data.coco_panoptic import (
-    segments_info_from_ids,
-    write_panoptic_json,
-    write_panoptic_png,
-)
+from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
-from spino_core.errors import DataError, SpinoError
 from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic
-from spino_core.inference.multiscale import PredictFn, multiscale_predict
-from spino_core.pseudo.guard import (
-    FORMAT,
-    MANIFEST,
-    PANOPTIC_DIR,
-    PANOPTIC_JSON,
-    SEGMENTS_DIR,
-    claim_output_dir,
+from spino_core.inference.multiscale import (
+    MultiscaleResult,
+    PredictFn,
+    multiscale_predict,
+    multiscale_predict_many,
 )
+from spino_core.pseudo.guard import MANIFEST, PANOPTIC_JSON, claim_output_dir
+from spino_core.pseudo.image_io import LabelInput, read_input, write_output
+from spino_core.pseudo.manifest import (
+    MANIFEST_SCHEMA,
+    ManifestRow,
+    PseudoLabelSummary,
+    finalize,
+)
+
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_SCHEMA",
+    "PANOPTIC_JSON",
+    "ManifestRow",
+    "PseudoLabelSummary",
+    "finalize",
+    "fuse_to_coco",
+    "label_image",
+    "label_shard",
+    "panoptic_to_coco",
+    "plan_shards",
+]
 
 log = logging.getLogger(__name__)
 
 
 _TRAIN_TO_LABEL = train_to_label_lut()
 _THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One image's outcome; ``manifest.parquet`` holds one per image (DESIGN §3)."""
-
-    image_path: str
-    stem: str
-    shard: int
-    status: str  # "ok" | "failed"
-    error: str  # "" when ok; "<ExceptionType>: message" (or the DataError line) when failed
-    n_segments: int
-    n_things: int
-    n_stuff: int
-    mean_confidence: float  # mean over pixels of the max class probability; NaN if failed
-    seconds: float  # labelling time of the run that made it (kept when resumed)
-    resumed: bool  # True: labelled by an earlier run, skipped by this one
-
-
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("image_path", pa.string()),
-        ("stem", pa.string()),
-        ("shard", pa.int32()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("n_segments", pa.int32()),
-        ("n_things", pa.int32()),
-        ("n_stuff", pa.int32()),
-        ("mean_confidence", pa.float64()),
-        ("seconds", pa.float64()),
-        ("resumed", pa.bool_()),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class PseudoLabelSummary:
-    n_images: int  # images planned
-    n_ok: int
-    n_failed: int  # failed rows + planned images with no row (a lost shard)
-    n_resumed: int  # ok images skipped because an earlier run had made them
-    failed_fraction: float
-    mean_confidence: float  # over ok images; NaN when none
-    seconds: float  # sum of per-image seconds of ok images
-    panoptic_json: str
-    manifest: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # --------------------------------------------------------------------------- planning
@@ -178,6 +148,13 @@ def label_image(
         boundary_threshold=cfg.boundary_threshold,
         tile_batch_size=cfg.tile_batch_size,
     )
+    return fuse_to_coco(ms, cfg)
+
+
+def fuse_to_coco(
+    ms: MultiscaleResult, cfg: PseudoLabelConfig
+) -> tuple[np.ndarray, list[dict], dict[str, Any]]:
+    """Multi-scale prediction -> ((H, W) int32 COCO segment ids, segments_info, stats)."""
     panoptic = fuse_panoptic(
         ms.semantic,
         ms.boundary,
@@ -217,184 +194,159 @@ def label_shard(
 ) -> list[ManifestRow]:
     """Label ``stems`` of ``dataset`` into ``out_dir``; one :class:`ManifestRow` per stem.
 
-    Images whose PNG and sidecar both exist are skipped (``resumed=True``, stats from the
-    sidecar). Any exception on an image (unreadable file, bad prediction) makes a
-    ``failed`` row and the shard goes on; KeyboardInterrupt and the like still stop it.
-    With ``fingerprint``, :func:`claim_output_dir` runs first (the flow should call it once
-    before fanning out shards).
+    Images whose PNG and sidecar exist and whose raw file is unchanged are skipped
+    (``resumed=True``, stats from the sidecar). A bad input image makes a ``failed`` row and
+    the shard goes on; any other error stops it at once (``image_io``). With ``fingerprint``,
+    :func:`claim_output_dir` runs first (the flow should call it once before fanning out).
+    ``cfg.batch_images``, ``overlap`` and ``writer_threads`` set the pipelining (module doc).
     """
     out = Path(out_dir)
     if fingerprint is not None:
         claim_output_dir(out, fingerprint)
-    rows: list[ManifestRow] = []
-    counts = {"ok": 0, "failed": 0, "resumed": 0}
-    bar = tqdm(stems, desc=f"pseudo-label shard {shard_id}", unit="img", disable=not progress)
-    for stem in bar:
-        row = _resume_row(out, stem, shard_id)
-        if row is None:
-            row = _label_one(out, stem, shard_id, dataset, predict, cfg, input_hw)
-        rows.append(row)
-        counts[row.status] += 1
-        counts["resumed"] += row.resumed
-        bar.set_postfix(counts, refresh=False)
+
+    def read(stem: str) -> LabelInput:
+        return read_input(out, stem, shard_id, dataset)
+
+    inputs = _ahead(read, stems, 2 * cfg.batch_images) if cfg.overlap else map(read, stems)
+    writer = ThreadPoolExecutor(cfg.writer_threads, "spino-write") if cfg.overlap else None
+    stop = threading.Event()  # set by the first failing write: later queued writes skip
+    slots: list[ManifestRow | Future[ManifestRow]] = []
+    pending: deque[Future[ManifestRow]] = deque()
+    bar = tqdm(
+        total=len(stems), desc=f"pseudo-label shard {shard_id}", unit="img", disable=not progress
+    )
+    try:
+        for chunk in _chunks(inputs, cfg.batch_images):
+            todo = [item for item in chunk if item.row is None]
+            start = time.perf_counter()
+            results = iter(
+                multiscale_predict_many(
+                    [item.image for item in todo if item.image is not None],
+                    predict,
+                    input_hw=input_hw,
+                    semantic_scales=cfg.semantic_scales,
+                    boundary_scales=cfg.boundary_scales,
+                    boundary_threshold=cfg.boundary_threshold,
+                    tile_batch_size=cfg.tile_batch_size,
+                    overlap=cfg.overlap,
+                )
+                if todo
+                else []
+            )
+            share = (time.perf_counter() - start) / max(1, len(todo))
+            for item in chunk:
+                if item.row is not None:
+                    slots.append(item.row)
+                    bar.update()
+                    continue
+                ms, item.image = next(results), None  # the decoded image is no longer needed
+                args = (out, item, shard_id, ms, cfg, item.seconds + share, stop)
+                if writer is None:
+                    slots.append(_finish(*args))
+                    bar.update()
+                else:
+                    pending.append(writer.submit(_finish, *args))
+                    slots.append(pending[-1])
+            # Surface a writer's error now, and keep at most 2 images per writer in memory.
+            while pending and (pending[0].done() or len(pending) > 2 * cfg.writer_threads):
+                pending.popleft().result()
+                bar.update()
+        rows = [s.result() if isinstance(s, Future) else s for s in slots]
+        bar.update(len(pending))
+    except BaseException as exc:
+        # An error: images already predicted are still written (a failing write has set
+        # ``stop`` itself). KeyboardInterrupt and the like: no more writes.
+        if not isinstance(exc, Exception):
+            stop.set()
+        raise
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True, cancel_futures=stop.is_set())  # writes are atomic
+        if isinstance(inputs, Iterator) and hasattr(inputs, "close"):
+            inputs.close()  # stops the reader thread
+        bar.close()
     return rows
 
 
-def _paths(out: Path, stem: str) -> tuple[Path, Path]:
-    return out / PANOPTIC_DIR / f"{stem}.png", out / SEGMENTS_DIR / f"{stem}.json"
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
-
-
-def _resume_row(out: Path, stem: str, shard_id: int) -> ManifestRow | None:
-    """The row of an image a previous run finished, or None when it must be (re)done."""
-    png, sidecar = _paths(out, stem)
-    if not png.is_file():
-        return None
-    doc = _read_sidecar(sidecar)
-    if doc is None:
-        return None
-    try:
-        return _ok_row(doc["image_path"], stem, shard_id, doc["stats"], resumed=True)
-    except (KeyError, TypeError):  # a sidecar from elsewhere: redo the image
-        return None
-
-
-def _ok_row(
-    image_path: str, stem: str, shard_id: int, stats: Mapping[str, Any], *, resumed: bool
-) -> ManifestRow:
-    return ManifestRow(
-        image_path=image_path,
-        stem=stem,
-        shard=shard_id,
-        status="ok",
-        error="",
-        n_segments=int(stats["n_segments"]),
-        n_things=int(stats["n_things"]),
-        n_stuff=int(stats["n_stuff"]),
-        mean_confidence=float(stats["mean_confidence"]),
-        seconds=float(stats["seconds"]),
-        resumed=resumed,
-    )
-
-
-def _label_one(
+def _finish(
     out: Path,
-    stem: str,
+    item: LabelInput,
     shard_id: int,
-    dataset: Dataset,
-    predict: PredictFn,
+    ms: MultiscaleResult,
     cfg: PseudoLabelConfig,
-    input_hw: tuple[int, int],
+    seconds_so_far: float,
+    stop: threading.Event,
 ) -> ManifestRow:
-    start = time.perf_counter()
-    png, sidecar = _paths(out, stem)
-    image_path = ""
+    """Fuse one image's prediction and write its files (in a writer thread with overlap)."""
+    if stop.is_set():
+        raise RuntimeError("pseudo-labelling stopped by an earlier error")
     try:
-        image_path = str(dataset.image_path(stem))
-        image = dataset.load_image(stem)
-        ids, segments, stats = label_image(image, predict, cfg, input_hw=input_hw)
-        write_panoptic_png(png, ids)
-        stats["seconds"] = round(time.perf_counter() - start, 4)
-        height, width = ids.shape
-        entry = {"id": stem, "file_name": Path(image_path).name, "height": height, "width": width}
-        doc = {
-            "format": FORMAT,
-            "stem": stem,
-            "image_path": image_path,
-            "image": entry,  # COCO ``images`` entry
-            "annotation": {"image_id": stem, "file_name": png.name, "segments_info": segments},
-            "stats": stats,
-        }
-        write_json_atomic(sidecar, doc)  # last: its presence marks the image done
-    except Exception as exc:
-        sidecar.unlink(missing_ok=True)  # a stale marker must not resurrect old labels
-        error = str(exc) if isinstance(exc, SpinoError) else f"{type(exc).__name__}: {exc}"
-        error = " ".join(error.split())[:500]
-        log.warning("pseudo-label %s failed: %s", stem, error)
-        seconds = round(time.perf_counter() - start, 4)
-        return ManifestRow(
-            image_path=image_path,
-            stem=stem,
-            shard=shard_id,
-            status="failed",
-            error=error,
-            n_segments=0,
-            n_things=0,
-            n_stuff=0,
-            mean_confidence=math.nan,
-            seconds=seconds,
-            resumed=False,
-        )
-    return _ok_row(image_path, stem, shard_id, stats, resumed=False)
+        start = time.perf_counter()
+        ids, segments, stats = fuse_to_coco(ms, cfg)
+        stats["seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
+        return write_output(out, item, shard_id, ids, segments, stats)
+    except BaseException:
+        stop.set()
+        raise
 
 
-# --------------------------------------------------------------------------- all shards
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def finalize(
-    out_dir: str | os.PathLike[str],
-    rows: Sequence[ManifestRow],
-    *,
-    n_images: int,
-    max_failed_fraction: float,
-) -> PseudoLabelSummary:
-    """Write ``panoptic.json`` (ok images, by stem) and ``manifest.parquet``; check failures.
+def _chunks(items: Iterable[LabelInput], n: int) -> Iterator[list[LabelInput]]:
+    """Consecutive runs of ``items`` holding ``n`` images to label each (the last may hold
+    fewer), with the resumed/failed items between them kept in place."""
+    chunk: list[LabelInput] = []
+    todo = 0
+    for item in items:
+        chunk.append(item)
+        todo += item.row is None
+        if todo == n:
+            yield chunk
+            chunk, todo = [], 0
+    if chunk:
+        yield chunk
 
-    ``rows`` are all shards' rows. Planned images without a row count as failed. Raises
-    SpinoError when more than ``max_failed_fraction`` of ``n_images`` failed, after both
-    files are written so the manifest can be inspected.
+
+def _ahead(fn: Callable[[T], R], items: Sequence[T], depth: int) -> Iterator[R]:
+    """``map(fn, items)`` computed by a reader thread up to ``depth`` results ahead.
+
+    An exception in ``fn`` is raised here, at its place in the sequence. Closing the
+    generator (or leaving a loop over it) stops the thread.
     """
-    out = Path(out_dir)
-    stems = [r.stem for r in rows]
-    if len(set(stems)) != len(stems):
-        raise ValueError("rows contain duplicate stems; shards must not overlap")
-    if n_images < len(rows):
-        raise ValueError(f"n_images={n_images} is less than the {len(rows)} rows given")
-    ordered = sorted(rows, key=lambda r: r.stem)
-    ok = [r for r in ordered if r.status == "ok"]
-    images, annotations = [], []
-    for row in ok:
-        png, sidecar = _paths(out, row.stem)
-        doc = _read_sidecar(sidecar)
-        if doc is None or not png.is_file():
-            raise DataError(
-                f"{sidecar}: output of an 'ok' image is missing or unreadable; rerun "
-                "pseudo-label to redo it"
-            )
-        images.append(doc["image"])
-        annotations.append(doc["annotation"])
-    json_path = out / PANOPTIC_JSON
-    write_panoptic_json(json_path, images, annotations)
-    manifest = out / MANIFEST
-    table = pa.Table.from_pylist([dataclasses.asdict(r) for r in ordered], schema=MANIFEST_SCHEMA)
-    with atomic_path(manifest) as tmp:
-        pq.write_table(table, tmp)
+    results: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    closed = threading.Event()
 
-    n_failed = len(rows) - len(ok) + (n_images - len(rows))
-    fraction = n_failed / n_images if n_images else 0.0
-    summary = PseudoLabelSummary(
-        n_images=n_images,
-        n_ok=len(ok),
-        n_failed=n_failed,
-        n_resumed=sum(r.resumed for r in ok),
-        failed_fraction=fraction,
-        mean_confidence=float(np.mean([r.mean_confidence for r in ok])) if ok else math.nan,
-        seconds=float(sum(r.seconds for r in ok)),
-        panoptic_json=str(json_path),
-        manifest=str(manifest),
-    )
-    if fraction > max_failed_fraction:
-        failed = next((r for r in ordered if r.status == "failed"), None)
-        first = f"; first: {failed.stem}: {failed.error}" if failed else ""
-        raise SpinoError(
-            f"{manifest}: {n_failed} of {n_images} images failed ({fraction:.1%} > "
-            f"pseudo_label.max_failed_fraction {max_failed_fraction:.1%}){first}"[:600]
-        )
-    return summary
+    def put(kind: str, value: Any) -> None:
+        while not closed.is_set():
+            try:
+                results.put((kind, value), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for item in items:
+                if closed.is_set():
+                    return
+                put("ok", fn(item))
+        except BaseException as exc:  # handed over to the consumer, raised there
+            put("error", exc)
+            return
+        put("end", None)
+
+    thread = threading.Thread(target=work, name="spino-read", daemon=True)
+    thread.start()
+    try:
+        for _ in itertools.count():
+            kind, value = results.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+    finally:
+        closed.set()
+        thread.join()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spino_core.inference import count_forwards, multiscale_predict, tile_grid
+from spino_core.inference import (
+    count_forwards,
+    multiscale_predict,
+    multiscale_predict_many,
+    tile_grid,
+)
 
 K = 19
 
@@ -226,3 +231,87 @@ def test_torch_predictor_runs_one_forward_for_both_heads() -> None:
         tile_batch_size=8,
     )
     assert res.semantic.shape == (40, 70) and res.n_forwards == 1 + 4 + 9
+
+
+def test_torch_predictor_bf16_and_compiled_paths_agree_with_fp32() -> None:
+    """bf16 autocast stays close to fp32; the compiled path (wired here with the "eager"
+    backend, no compiler on CI) pads small batches and returns exactly the same outputs."""
+    torch = pytest.importorskip("torch")
+    from spino_core.config import BackboneConfig
+    from spino_core.inference.predictor import TorchPredictor
+    from spino_core.models.backbone import create_backbone
+    from spino_core.models.heads import LabelHeads
+
+    backbone = create_backbone(
+        BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random", blocks=[11])
+    )
+    torch.manual_seed(0)
+    heads = LabelHeads(backbone.out_channels, [16], [16]).eval()
+    tiles = np.stack([_image(28, 56, seed) for seed in range(3)])
+
+    def make(**kw):
+        return TorchPredictor(backbone, heads.semantic, heads.boundary, "cpu", **kw)
+
+    ref_sem, ref_bnd = make()(tiles, True, True)
+    sem, bnd = make(precision="bf16")(tiles, True, True)
+    assert np.abs(sem - ref_sem).max() < 0.05 and np.abs(bnd - ref_bnd).max() < 0.05
+    compiled = make(compile="eager")
+    compiled(tiles, True, True)  # the largest batch: later ones are padded to 3 tiles
+    one_sem, one_bnd = compiled(tiles[1:2], True, True)
+    alone_sem, alone_bnd = make()(tiles[1:2], True, True)
+    assert one_sem.shape == (1, K, 28, 56) and compiled.n_forwards == 4
+    np.testing.assert_allclose(one_sem, alone_sem, atol=1e-5)
+    np.testing.assert_allclose(one_bnd, alone_bnd, atol=1e-5)
+    with pytest.raises(ValueError, match="precision"):
+        make(precision="fp16")
+
+
+# --------------------------------------------------------------------------- several images
+
+
+@pytest.mark.parametrize(("sem", "bnd"), [([1, 2, 3], [3, 4, 5]), ([1, 2, 3], [2]), ([2], [1, 3])])
+def test_images_batched_together_give_each_image_its_own_result(sem, bnd) -> None:
+    """Tiles of several images share batches (fewer, fuller calls); each image's result is
+    bit-identical to predicting it alone, whatever the batch size or overlap."""
+    images = [_image(24, 40, 1), _image(17, 33, 2), _image(24, 40, 3)]
+    alone = [_run(im, pointwise_predict, sem, bnd, (12, 20), tile_batch_size=4) for im in images]
+    for batch, overlap in [(1, False), (5, True), (200, False), (200, True)]:
+        rec = Recorder()
+        many = multiscale_predict_many(
+            images,
+            rec,
+            input_hw=(12, 20),
+            semantic_scales=sem,
+            boundary_scales=bnd,
+            keep_probs=True,
+            tile_batch_size=batch,
+            overlap=overlap,
+        )
+        for one, res in zip(alone, many, strict=True):
+            np.testing.assert_array_equal(res.semantic_probs, one.semantic_probs)
+            np.testing.assert_array_equal(res.boundary_probs, one.boundary_probs)
+            np.testing.assert_array_equal(res.semantic, one.semantic)
+            assert res.n_forwards == one.n_forwards == count_forwards(sem, bnd)
+        assert sum(n for n, _, _ in rec.calls) == 3 * count_forwards(sem, bnd)
+        if batch == 200:  # one call per group of flags for all three images
+            assert len(rec.calls) == len({(s in sem, s in bnd) for s in {*sem, *bnd}})
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 19])
+@pytest.mark.parametrize(("src", "dst"), [((64, 128), (32, 64)), ((28, 56), (13, 23)),
+                                          ((28, 56), (40, 70)), ((28, 56), (28, 56))])  # fmt: skip
+def test_resizing_planes_matches_resizing_the_transposed_array(k, src, dst) -> None:
+    """The fast path (cv2.merge straight from the (K, h, w) planes, added group by group)
+    gives the same bits as the reference transpose-resize-add, exact 2x shrinks (cv2's fast
+    area path) included, with and without a weight."""
+    from spino_core.inference.multiscale import _accumulate, _accumulate_planes, _resize
+
+    rng = np.random.default_rng(k)
+    planes = rng.random((k, *src), dtype=np.float32)
+    start = rng.random((*dst, k), dtype=np.float32)
+    for weight in (1, 2):
+        reference, fast = start.copy(), start.copy()
+        hwk = _resize(np.ascontiguousarray(planes.transpose(1, 2, 0)), dst).reshape(*dst, k)
+        _accumulate(reference, hwk, weight)
+        _accumulate_planes(fast, planes, weight)
+        np.testing.assert_array_equal(fast, reference)

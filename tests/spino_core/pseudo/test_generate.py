@@ -196,14 +196,129 @@ def test_bad_images_fail_alone_and_the_limit_is_enforced(raw_root: Path, tmp_pat
     assert [r.stem for r in rows if not r.resumed] == [bad]
 
 
-def test_a_crashing_predictor_fails_every_image_but_the_shard_finishes(
-    raw_root: Path, tmp_path: Path
+@pytest.mark.parametrize("exc", [RuntimeError("device lost"), MemoryError()])
+def test_a_crashing_predictor_fails_the_stage_at_once(
+    raw_root: Path, tmp_path: Path, exc: BaseException
 ) -> None:
-    def boom(tiles, want_semantic, want_boundary):
-        raise RuntimeError("device lost")
+    """A bug or an out-of-memory error is not a bad input: no failed rows, the stage stops."""
+    calls = []
 
-    rows = _run_all(raw_root, tmp_path / "pseudo", boom)
-    assert len(rows) == 6 and {r.error for r in rows} == {"RuntimeError: device lost"}
+    def boom(tiles, want_semantic, want_boundary):
+        calls.append(len(tiles))
+        raise exc
+
+    out = tmp_path / "pseudo"
+    with pytest.raises(type(exc)):
+        _run_all(raw_root, out, boom)
+    assert len(calls) == 1  # stopped at the first error, not one try per image
+    assert not list(out.glob("segments/*.json"))
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_an_error_while_decoding_that_is_not_the_images_fault_stops_the_shard(
+    raw_root: Path, tmp_path: Path, overlap: bool
+) -> None:
+    """MemoryError in the reader (thread) reaches the caller; no helper thread is left."""
+    import threading
+
+    ds = open_dataset("cityscapes", raw_root, "train")
+    real = ds.load_image
+
+    def load_image(stem: str):
+        if stem == ds.stems[2]:
+            raise MemoryError("cannot allocate")
+        return real(stem)
+
+    ds.load_image = load_image  # type: ignore[method-assign]
+    before = threading.active_count()
+    cfg = dataclasses.replace(CFG, overlap=overlap)
+    with pytest.raises(MemoryError):
+        label_shard(
+            0, ds.stems, ds, ColourPredictor(), cfg, tmp_path / "p", input_hw=INPUT_HW,
+            progress=False,
+        )  # fmt: skip
+    assert threading.active_count() == before
+    done = sorted(p.stem for p in (tmp_path / "p" / "segments").glob("*.json"))
+    assert done == ds.stems[:2]  # the images before it were finished, none after
+
+
+def test_a_changed_raw_image_is_relabelled_on_resume(raw_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    shutil.copytree(raw_root, root)
+    ds = open_dataset("cityscapes", root, "train")
+    out = tmp_path / "pseudo"
+    _run_all(root, out)
+    changed = ds.stems[3]
+    shutil.copy(ds.image_path(ds.stems[0]), ds.image_path(changed))  # same size, new content
+    predict = ColourPredictor()
+    rows = _run_all(root, out, predict)
+    assert [r.stem for r in rows if not r.resumed] == [changed]
+    assert predict.tiles == 1 + 4 + 9
+    fresh = tmp_path / "fresh"
+    _run_all(root, fresh)
+    png = f"panoptic/{changed}.png"
+    assert (out / png).read_bytes() == (fresh / png).read_bytes()
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_full_disk_stops_the_shard_with_one_line(
+    raw_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    import errno
+
+    from spino_core.data import coco_panoptic
+
+    writes = []
+
+    def full(path, data):
+        writes.append(Path(path))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(coco_panoptic, "write_bytes_atomic", full)
+    out = tmp_path / "pseudo"
+    ds = open_dataset("cityscapes", raw_root, "train")
+    cfg = dataclasses.replace(CFG, overlap=overlap, writer_threads=1)
+    with pytest.raises(SpinoError) as info:
+        label_shard(0, ds.stems, ds, ColourPredictor(), cfg, out, input_hw=INPUT_HW, progress=False)
+    message = str(info.value)
+    assert len(writes) == 1 and "\n" not in message  # stopped at the first full write
+    assert str(writes[0]) in message and "disk is full" in message
+    assert not list(out.glob("segments/*.json"))
+
+
+def test_an_image_missing_from_the_dataset_is_a_failed_row(raw_root: Path, tmp_path: Path) -> None:
+    ds = open_dataset("cityscapes", raw_root, "train")
+    stems = [ds.stems[0], "nowhere_000000_000000", ds.stems[1]]
+    rows = label_shard(
+        0, stems, ds, ColourPredictor(), CFG, tmp_path / "p", input_hw=INPUT_HW, progress=False
+    )
+    assert [r.status for r in rows] == ["ok", "failed", "ok"]
+    assert rows[1].error.startswith("nowhere_000000_000000: not in the dataset")
+
+
+@pytest.mark.parametrize(
+    ("batch_images", "tile_batch_size", "overlap", "writers"),
+    [(1, 4, False, 1), (1, 1, True, 3), (4, 8, True, 2), (6, 64, False, 1), (3, 5, True, 1)],
+)
+def test_batching_and_overlap_do_not_change_a_byte(
+    raw_root: Path, reference: Path, tmp_path: Path, batch_images, tile_batch_size, overlap, writers
+) -> None:
+    cfg = dataclasses.replace(
+        CFG,
+        batch_images=batch_images,
+        tile_batch_size=tile_batch_size,
+        overlap=overlap,
+        writer_threads=writers,
+    )
+    out = tmp_path / "pseudo"
+    predict = ColourPredictor()
+    rows = _run_all(raw_root, out, predict, cfg)
+    assert predict.tiles == 6 * (1 + 4 + 9)
+    assert [r.stem for r in rows] == open_dataset("cityscapes", raw_root, "train").stems
+    finalize(out, rows, n_images=6, max_failed_fraction=0.0)
+    ref_rows = _run_all(raw_root, reference)
+    finalize(reference, ref_rows, n_images=6, max_failed_fraction=0.0)
+    assert _files(out) == _files(reference)
 
 
 # --------------------------------------------------------------------------- config guard
