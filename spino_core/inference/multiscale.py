@@ -54,7 +54,7 @@ class MultiscaleResult:
 
     semantic: np.ndarray  # (H, W) uint8 trainIds, argmax of the averaged probabilities
     confidence: np.ndarray  # (H, W) float32 max averaged class probability
-    boundary: np.ndarray  # (H, W) bool, averaged boundary probability > threshold
+    boundary: np.ndarray  # (H, W) bool, averaged boundary probability >= threshold
     boundary_probs: np.ndarray  # (H, W) float32 averaged boundary probability
     n_forwards: int  # tiles sent through the backbone for this image
     semantic_probs: np.ndarray | None = None  # (K, H, W) float32, only with keep_probs
@@ -113,7 +113,8 @@ def multiscale_predict(
         input_hw: (h, w) every tile is resized to before ``predict``.
         semantic_scales / boundary_scales: grid sizes averaged for each head; a scale listed
             twice counts twice in the average (it is still predicted once).
-        boundary_threshold: averaged boundary probability above which a pixel is boundary.
+        boundary_threshold: a pixel is boundary where its averaged boundary probability is
+            >= this (official SPINO: non-boundary probability <= 0.93, i.e. >= 0.07).
         tile_batch_size: tiles per ``predict`` call; tiles of different scales share batches.
         share_features: run both heads on one forward for scales in both lists. False runs
             the semantic and boundary passes separately (same result, for benchmarks).
@@ -172,7 +173,7 @@ def multiscale_predict(
     return MultiscaleResult(
         semantic=sem_avg.argmax(axis=2).astype(np.uint8),
         confidence=sem_avg.max(axis=2),
-        boundary=bnd_avg > boundary_threshold,
+        boundary=bnd_avg >= boundary_threshold,
         boundary_probs=bnd_avg,
         n_forwards=n_forwards,
         semantic_probs=np.ascontiguousarray(sem_avg.transpose(2, 0, 1)) if keep_probs else None,
