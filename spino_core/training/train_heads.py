@@ -39,6 +39,8 @@ from spino_core.training.boundary_targets import has_instances, scaled_size
 from spino_core.training.evaluate import (
     CLASS_NAMES,
     HeadsPrediction,
+    best_threshold,
+    boundary_curve,
     evaluate_heads,
     predict_heads,
 )
@@ -164,7 +166,10 @@ def _train(
         raise SpinoError(f"train_heads: loss diverged ({history['loss'][-1]}); lower heads.lr")
     heads.eval()
     metrics, curve = evaluate_heads(backbone, heads, val_samples, input_size, boundary_size)
+    # Calibration on the k labelled images (boundary_threshold: auto): best-F1 threshold.
+    own = boundary_curve(backbone, heads, samples, input_size, boundary_size).curve()
     metrics |= {
+        "labelled_boundary_best_threshold": best_threshold(own),
         "cache_seconds": cache_s,
         "train_seconds": train_s,
         "final_loss": float(np.mean(history["loss"][-10:])),

@@ -16,6 +16,7 @@ from spino_core.models.backbone import create_backbone
 from spino_core.training.augment import AugmentParams, augment_view, shift_hue
 from spino_core.training.evaluate import THRESHOLDS, BoundaryCurve, best_threshold
 from spino_core.training.feature_cache import FreshViews, ViewSpec
+from spino_core.training.preview import boundary_curve_png
 from spino_core.training.train_heads import check_labelled, train_heads
 
 from .test_train_heads import BACKBONE, HEADS, _scene
@@ -55,6 +56,11 @@ def test_separate_heads_train_with_their_own_steps(backbone) -> None:
     np.testing.assert_allclose(hist["loss"][4:], hist["semantic"][4:])
     assert res.metrics["augment"] == "fresh" and res.metrics["n_views"] == 2
     assert len(res.boundary_curve) == len(THRESHOLDS)
+    assert res.metrics["labelled_boundary_best_threshold"] in THRESHOLDS  # calibration
+    png = boundary_curve_png(res.boundary_curve, threshold=0.07)
+    assert png.startswith(b"\x89PNG") and png == boundary_curve_png(
+        res.boundary_curve, threshold=0.07
+    )
 
 
 def test_joint_bank_training_is_unchanged_by_the_split_optimisers(backbone) -> None:
