@@ -55,4 +55,5 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
         "metrics": result.metrics,
         "history": result.history,
         "preview": str(heads_dir / "val_preview.png"),
+        "boundary_curve": str(heads_dir / "boundary_curve.png"),
     }
