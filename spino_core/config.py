@@ -198,7 +198,8 @@ class PseudoLabelConfig:
     # A pixel is a boundary where the averaged boundary probability is >= this. The
     # official head predicts the *non*-boundary probability and keeps pixels > 0.93 as
     # interior: the same decision as p(boundary) >= 0.07.
-    boundary_threshold: float = 0.5
+    # "auto": the best-F1 threshold on the k labelled images, from the heads' calibration.json.
+    boundary_threshold: float | Literal["auto"] = 0.5
     min_blob_px: int = 200  # thing blobs smaller than this become void
     min_instance_px: int = 50  # fragments smaller than this join their nearest instance
     # (H, W) at which min_blob_px / min_instance_px are counted; each image scales them by
@@ -215,10 +216,10 @@ class PseudoLabelConfig:
             scales = getattr(self, key)
             if not scales or any(s < 1 for s in scales):
                 _fail(f"pseudo_label.{key}", f"must be a non-empty list of ints >= 1, got {scales}")
-        if not 0.0 < self.boundary_threshold < 1.0:
+        if self.boundary_threshold != "auto" and not 0.0 < self.boundary_threshold < 1.0:
             _fail(
                 "pseudo_label.boundary_threshold",
-                f"must be in (0, 1), got {self.boundary_threshold}",
+                f"must be in (0, 1) or 'auto', got {self.boundary_threshold}",
             )
         for key in ("min_blob_px", "min_instance_px"):
             if getattr(self, key) < 0:
@@ -345,7 +346,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(key, value, non_none[0])
+        reasons = []
+        for option in non_none:  # the first type that accepts the value
+            try:
+                return _coerce(key, value, option)
+            except ConfigError as exc:
+                reasons.append(str(exc).removeprefix(f"params: {key}: "))
+        _fail(key, " or ".join(reasons))
     if origin is list:
         if not isinstance(value, list | tuple):
             _fail(key, f"expected a list, got {type(value).__name__} {value!r}")

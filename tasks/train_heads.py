@@ -11,6 +11,7 @@ from spino_core.atomic import write_bytes_atomic, write_json_atomic
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
+from spino_core.inference.calibration import CALIBRATION_FILE, calibration_record
 from spino_core.models.backbone import create_backbone
 from spino_core.report.overlays import write_png_rgb
 from spino_core.training.preview import boundary_curve_png, heads_preview
@@ -49,6 +50,8 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
     write_bytes_atomic(heads_dir / "boundary_curve.png", boundary_curve_png(result.boundary_curve))
+    best = result.metrics["labelled_boundary_best_threshold"]
+    write_json_atomic(heads_dir / CALIBRATION_FILE, calibration_record(best))
     write_json_atomic(metrics_dir / "heads.json", result.metrics)
     write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {

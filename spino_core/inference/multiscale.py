@@ -126,6 +126,11 @@ def multiscale_predict(
         raise ValueError("semantic_scales and boundary_scales must not be empty")
     if tile_batch_size < 1:
         raise ValueError(f"tile_batch_size must be >= 1, got {tile_batch_size}")
+    if isinstance(boundary_threshold, str | bool) or not 0.0 <= boundary_threshold <= 1.0:
+        raise ValueError(
+            f"boundary_threshold must be a number in [0, 1], got {boundary_threshold!r} "
+            f"('auto' is resolved from the heads' calibration.json before labelling)"
+        )
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         raise ValueError(f"image is empty: {image.shape}")
