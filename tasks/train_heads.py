@@ -50,8 +50,8 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
     write_bytes_atomic(heads_dir / "boundary_curve.png", boundary_curve_png(result.boundary_curve))
-    best = result.metrics["labelled_boundary_best_threshold"]
-    write_json_atomic(heads_dir / CALIBRATION_FILE, calibration_record(best))
+    best, f1 = (result.metrics[f"labelled_boundary_best_{k}"] for k in ("threshold", "f1"))
+    write_json_atomic(heads_dir / CALIBRATION_FILE, calibration_record(best, f1))
     write_json_atomic(metrics_dir / "heads.json", result.metrics)
     write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {

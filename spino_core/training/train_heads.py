@@ -170,6 +170,7 @@ def _train(
     own = boundary_curve(backbone, heads, samples, input_size, boundary_size).curve()
     metrics |= {
         "labelled_boundary_best_threshold": best_threshold(own),
+        "labelled_boundary_best_f1": max(row["f1"] for row in own),
         "cache_seconds": cache_s,
         "train_seconds": train_s,
         "final_loss": float(np.mean(history["loss"][-10:])),
