@@ -99,20 +99,27 @@ class DataConfig:
 class SplitConfig:
     k: int = 10
     # random: k stems drawn from a seeded RNG; stems: the explicit list (published splits);
+    # indices: positions in the sorted list of training stems (the official SPINO configs
+    # give [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892] for Cityscapes train);
     # coverage: greedy choice covering as many classes as possible.
-    strategy: Literal["random", "stems", "coverage"] = "random"
+    strategy: Literal["random", "stems", "indices", "coverage"] = "random"
     stems: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.k < 1:
             _fail("split.k", f"must be >= 1, got {self.k}")
-        if self.strategy == "stems" and not self.stems:
-            _fail("split.stems", "strategy 'stems' needs a non-empty list of image stems")
-        if self.strategy == "stems" and len(self.stems) != self.k:
-            _fail("split.stems", f"holds {len(self.stems)} stems but split.k is {self.k}")
-        if len(set(self.stems)) != len(self.stems):
-            _fail("split.stems", "contains duplicates")
+        for key in ("stems", "indices"):
+            chosen = getattr(self, key)
+            if self.strategy == key and not chosen:
+                _fail(f"split.{key}", f"strategy {key!r} needs a non-empty list")
+            if self.strategy == key and len(chosen) != self.k:
+                _fail(f"split.{key}", f"holds {len(chosen)} entries but split.k is {self.k}")
+            if len(set(chosen)) != len(chosen):
+                _fail(f"split.{key}", "contains duplicates")
+        if any(i < 0 for i in self.indices):
+            _fail("split.indices", f"must be >= 0, got {self.indices}")
 
 
 @dataclass(frozen=True)
@@ -153,12 +160,32 @@ class HeadsConfig:
     semantic_points: int | None = 2048
     boundary_points: int | None = 512
     cache: Literal["memory", "disk", "off"] = "memory"
+    # bank: n_views fixed augmented views per image, backbone features computed once (fast);
+    # fresh: a new augmentation and backbone pass at every step (official SPINO).
+    augment: Literal["bank", "fresh"] = "bank"
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # crop side / image
+    # The boundary head's own crop range: it is then trained separately, on its own views
+    # (official: [0.4, 1.0], semantic [0.2, 1.0]); null = the semantic head's views, jointly.
+    boundary_crop_scale: list[float] | None = None
+    boundary_steps: int | None = None  # null = steps (official: 400 boundary, 500 semantic)
+    color_jitter: float = 0.2  # brightness, contrast and saturation factors in [1-j, 1+j]
+    hue: float = 0.0  # hue shift in [-h, h] of the colour circle (official: 0.2)
     device: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.bootstrap_ratio <= 1.0:
             _fail("heads.bootstrap_ratio", f"must be in (0, 1], got {self.bootstrap_ratio}")
+        for key in ("crop_scale", "boundary_crop_scale"):
+            lo_hi = getattr(self, key)
+            if lo_hi is not None and (len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0):
+                _fail(f"heads.{key}", f"must be [low, high] with 0 < low <= high <= 1, got {lo_hi}")
+        if not 0.0 <= self.color_jitter < 1.0:
+            _fail("heads.color_jitter", f"must be in [0, 1), got {self.color_jitter}")
+        if not 0.0 <= self.hue <= 0.5:
+            _fail("heads.hue", f"must be in [0, 0.5], got {self.hue}")
+        if self.boundary_steps is not None and self.boundary_steps < 1:
+            _fail("heads.boundary_steps", f"must be >= 1, got {self.boundary_steps}")
         if not 0.0 < self.boundary_scale <= 1.0:
             _fail("heads.boundary_scale", f"must be in (0, 1], got {self.boundary_scale}")
         for key in ("input_height", "input_width", "steps", "batch_size", "n_views"):
@@ -178,9 +205,17 @@ class PseudoLabelConfig:
     # Scale s = the image cut into s x s tiles, each predicted at the full input size.
     semantic_scales: list[int] = field(default_factory=lambda: [1, 2, 3])
     boundary_scales: list[int] = field(default_factory=lambda: [3, 4, 5])
-    boundary_threshold: float = 0.5
+    # A pixel is a boundary where the averaged boundary probability is >= this. The
+    # official head predicts the *non*-boundary probability and keeps pixels > 0.93 as
+    # interior: the same decision as p(boundary) >= 0.07.
+    # "auto": the best-F1 threshold on the k labelled images, from the heads' calibration.json.
+    boundary_threshold: float | Literal["auto"] = 0.5
     min_blob_px: int = 200  # thing blobs smaller than this become void
     min_instance_px: int = 50  # fragments smaller than this join their nearest instance
+    # (H, W) at which min_blob_px / min_instance_px are counted; each image scales them by
+    # its area (official: 500 / 500 px at [1024, 2048]). null = pixel counts as given.
+    min_size_reference: list[int] | None = None
+    blob_connectivity: Literal[4, 8] = 8  # thing blobs' connectivity (official: 4)
     tile_batch_size: int = 8
     n_shards: int = 4
     max_failed_fraction: float = 0.05  # the stage fails if more images than this fail
@@ -201,14 +236,17 @@ class PseudoLabelConfig:
             scales = getattr(self, key)
             if not scales or any(s < 1 for s in scales):
                 _fail(f"pseudo_label.{key}", f"must be a non-empty list of ints >= 1, got {scales}")
-        if not 0.0 < self.boundary_threshold < 1.0:
+        if self.boundary_threshold != "auto" and not 0.0 < self.boundary_threshold < 1.0:
             _fail(
                 "pseudo_label.boundary_threshold",
-                f"must be in (0, 1), got {self.boundary_threshold}",
+                f"must be in (0, 1) or 'auto', got {self.boundary_threshold}",
             )
         for key in ("min_blob_px", "min_instance_px"):
             if getattr(self, key) < 0:
                 _fail(f"pseudo_label.{key}", f"must be >= 0, got {getattr(self, key)}")
+        ref = self.min_size_reference
+        if ref is not None and (len(ref) != 2 or min(ref) < 1):
+            _fail("pseudo_label.min_size_reference", f"must be [height, width] >= 1, got {ref}")
         for key in ("tile_batch_size", "n_shards", "batch_images", "writer_threads"):
             if getattr(self, key) < 1:
                 _fail(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
@@ -347,7 +385,13 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(key, value, non_none[0])
+        reasons = []
+        for option in non_none:  # the first type that accepts the value
+            try:
+                return _coerce(key, value, option)
+            except ConfigError as exc:
+                reasons.append(str(exc).removeprefix(f"params: {key}: "))
+        _fail(key, " or ".join(reasons))
     if origin is list:
         if not isinstance(value, list | tuple):
             _fail(key, f"expected a list, got {type(value).__name__} {value!r}")

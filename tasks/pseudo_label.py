@@ -11,6 +11,7 @@ from prefect import task
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
+from spino_core.inference.calibration import resolve_boundary_threshold
 from spino_core.inference.predictor import load_predictor
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
 from spino_core.pseudo.guard import claim_for_heads
@@ -38,7 +39,7 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     fingerprint = claim_for_heads(
         cfg.paths.pseudo,
         cfg.paths.heads,
-        pseudo=cfg.pseudo_label,
+        pseudo=resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
         backbone=cfg.backbone,
         input_hw=heads.input_size,
     )
@@ -84,7 +85,7 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
         stems,
         dataset,
         loaded.predict,
-        cfg.pseudo_label,
+        resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
         cfg.paths.pseudo,
         input_hw=loaded.input_hw,
     )

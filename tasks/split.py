@@ -29,6 +29,7 @@ def make_split(data: DataConfig, cfg: SplitConfig, raw: str, out_dir: str) -> di
         strategy=cfg.strategy,
         seed=cfg.seed,
         explicit=cfg.stems,
+        indices=cfg.indices,
         classes_of=train.classes_present,
     )
     write_split(Path(out_dir), split, val.stems)

@@ -7,13 +7,15 @@ from typing import Any
 
 from prefect import task
 
+from spino_core.atomic import write_bytes_atomic, write_json_atomic
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
+from spino_core.inference.calibration import CALIBRATION_FILE, calibration_record
 from spino_core.models.backbone import create_backbone
 from spino_core.report.overlays import write_png_rgb
 from spino_core.reproducible import without_timings
-from spino_core.training.preview import heads_preview
+from spino_core.training.preview import boundary_curve_png, heads_preview
 from spino_core.training.train_heads import save_heads, train_heads
 from tasks.outputs import write_heads_metrics, write_history_csv
 
@@ -48,10 +50,14 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
         backbone, result.heads, val_samples or samples, input_size=result.input_size
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
+    write_bytes_atomic(heads_dir / "boundary_curve.png", boundary_curve_png(result.boundary_curve))
+    best, f1 = (result.metrics[f"labelled_boundary_best_{k}"] for k in ("threshold", "f1"))
+    write_json_atomic(heads_dir / CALIBRATION_FILE, calibration_record(best, f1))
     write_heads_metrics(metrics_dir, without_timings(result.metrics))
     write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {
         "metrics": result.metrics,
         "history": result.history,
         "preview": str(heads_dir / "val_preview.png"),
+        "boundary_curve": str(heads_dir / "boundary_curve.png"),
     }

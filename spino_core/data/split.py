@@ -34,9 +34,15 @@ def choose_k_shot(
     strategy: str = "random",
     seed: int = 0,
     explicit: Sequence[str] = (),
+    indices: Sequence[int] = (),
     classes_of: Callable[[str], set[int]] | None = None,
 ) -> KShotSplit:
     """Pick k labelled stems out of ``stems``; the rest become the unlabelled pool.
+
+    ``indices`` picks positions in the *sorted* stems, in the given order: the official
+    SPINO configs' ``train_sample_indices`` index the sorted list of Cityscapes ground-truth
+    paths (``gtFine/train/<city>/<stem>_gtFine_labelIds.png``), which sorts like the stems
+    because no Cityscapes city name is a prefix of another.
 
     ``random`` shuffles the *sorted* stems with a seeded generator, so the result depends on
     the seed and the set of images, not on file-system order. ``coverage`` greedily picks
@@ -59,6 +65,16 @@ def choose_k_shot(
                 f"stems look like {pool[0]!r}"
             )
         labelled = list(explicit)
+    elif strategy == "indices":
+        if len(indices) != k or len(set(indices)) != k:
+            raise ConfigError(f"params: split.indices: need {k} distinct positions, got {indices}")
+        bad = [i for i in indices if not 0 <= i < len(pool)]
+        if bad:
+            raise ConfigError(
+                f"params: split.indices: {bad[:5]} out of range for the {len(pool)} training "
+                f"images (positions 0..{len(pool) - 1} in the sorted stems)"
+            )
+        labelled = [pool[i] for i in indices]
     elif strategy == "random":
         order = np.random.default_rng(seed).permutation(len(pool))
         labelled = [pool[i] for i in order[:k]]
@@ -68,7 +84,7 @@ def choose_k_shot(
         labelled = _greedy_coverage(pool, k, seed, classes_of)
     else:
         raise ConfigError(
-            f"params: split.strategy: unknown {strategy!r}; valid: random, stems, coverage"
+            f"params: split.strategy: unknown {strategy!r}; valid: random, stems, indices, coverage"
         )
     chosen = set(labelled)
     return KShotSplit(labelled=labelled, unlabelled=[s for s in pool if s not in chosen])

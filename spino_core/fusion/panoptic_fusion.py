@@ -61,7 +61,7 @@ _NEAR_RINGS = _offset_rings(2 * _NEAR_PAD**2)
 
 @dataclass
 class _Blob:
-    """One 8-connected blob of one thing class, kept inside its bounding box."""
+    """One connected blob of one thing class, kept inside its bounding box."""
 
     train_id: int
     top: int  # bounding box origin in the image
@@ -78,6 +78,7 @@ def fuse_panoptic(
     thing_ids: Iterable[int],
     min_blob_px: int,
     min_instance_px: int,
+    blob_connectivity: int = 8,
 ) -> np.ndarray:
     """Fuse a semantic map and a boundary map into a panoptic map.
 
@@ -91,6 +92,8 @@ def fuse_panoptic(
             mostly semantic noise, and a pseudo-label is better left unlabelled than wrong.
         min_instance_px: a fragment (blob minus boundary) with fewer pixels is not an
             instance of its own; its pixels join their nearest instance.
+        blob_connectivity: 8 (a diagonal step keeps a blob whole) or 4 (the official SPINO
+            code's ``structure_connectivity``: blobs touching only at a corner are two).
 
     Returns:
         (H, W) int32 panoptic ids: ``trainId * 1000`` for stuff, ``trainId * 1000 + i`` for
@@ -103,8 +106,8 @@ def fuse_panoptic(
 
     Algorithm, per thing class:
 
-    1. Blobs are the class's 8-connected components (a diagonal step keeps an object whole).
-       Blobs smaller than ``min_blob_px`` become void.
+    1. Blobs are the class's ``blob_connectivity``-connected components. Blobs smaller than
+       ``min_blob_px`` become void.
     2. Inside a blob, boundary pixels are removed and the rest is split into 4-connected
        fragments. 4-connectivity because a predicted boundary is often a thin diagonal line:
        its pixels touch only at corners, and under 8-connectivity the two sides would leak
@@ -118,6 +121,8 @@ def fuse_panoptic(
        whose first pixel comes first in raster order. Distances are exact up to ~1000 px.
     """
     things = _validate(semantic, boundary, thing_ids, min_blob_px, min_instance_px)
+    if blob_connectivity not in (4, 8):
+        raise ValueError(f"blob_connectivity must be 4 or 8, got {blob_connectivity!r}")
     height, width = semantic.shape
     if semantic.size == 0:
         return np.empty((height, width), dtype=np.int32)
@@ -134,7 +139,7 @@ def fuse_panoptic(
         return out
 
     thing_mask = cv2.LUT(semantic, is_thing.astype(np.uint8))  # (H, W) uint8, 1 on things
-    blobs = _find_blobs(semantic, thing_mask, min_blob_px)
+    blobs = _find_blobs(semantic, thing_mask, min_blob_px, blob_connectivity)
     for blob in blobs:
         bnd = boundary[
             blob.top : blob.top + blob.mask.shape[0], blob.left : blob.left + blob.mask.shape[1]
@@ -178,16 +183,19 @@ def _validate(
     return tuple(sorted({int(t) for t in ids}))
 
 
-def _find_blobs(semantic: np.ndarray, thing_mask: np.ndarray, min_blob_px: int) -> list[_Blob]:
-    """All 8-connected single-class thing blobs with at least ``min_blob_px`` pixels.
+def _find_blobs(
+    semantic: np.ndarray, thing_mask: np.ndarray, min_blob_px: int, connectivity: int = 8
+) -> list[_Blob]:
+    """All ``connectivity``-connected single-class thing blobs of >= ``min_blob_px`` pixels.
 
     One labelling pass over the any-thing mask gives components that may mix classes (a
     rider touching a bicycle); a class's blob never spans two such components, so mixed
     ones are split per class inside their bounding box. A component smaller than
     ``min_blob_px`` cannot hold a large enough blob and is skipped without a look.
     """
+    algorithm = _CCL_8 if connectivity == 8 else _CCL_4
     _, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-        thing_mask, 8, cv2.CV_32S, _CCL_8
+        thing_mask, connectivity, cv2.CV_32S, algorithm
     )
     blobs: list[_Blob] = []
     for i in np.flatnonzero(stats[1:, _AREA] >= min_blob_px) + 1:
@@ -204,7 +212,7 @@ def _find_blobs(semantic: np.ndarray, thing_mask: np.ndarray, min_blob_px: int) 
             part = (comp & (sem == cls)).view(np.uint8)
             px, py, pw, ph = cv2.boundingRect(part)  # label only the class's own box
             part = np.ascontiguousarray(part[py : py + ph, px : px + pw])
-            n, sub = cv2.connectedComponentsWithAlgorithm(part, 8, cv2.CV_32S, _CCL_8)
+            n, sub = cv2.connectedComponentsWithAlgorithm(part, connectivity, cv2.CV_32S, algorithm)
             if n == 2:  # the class is one blob here, big enough by its count
                 blobs.append(_Blob(int(cls), y + py, x + px, part.view(bool), None, []))
                 continue

@@ -56,7 +56,7 @@ class MultiscaleResult:
 
     semantic: np.ndarray  # (H, W) uint8 trainIds, argmax of the averaged probabilities
     confidence: np.ndarray  # (H, W) float32 max averaged class probability
-    boundary: np.ndarray  # (H, W) bool, averaged boundary probability > threshold
+    boundary: np.ndarray  # (H, W) bool, averaged boundary probability >= threshold
     boundary_probs: np.ndarray  # (H, W) float32 averaged boundary probability
     n_forwards: int  # tiles sent through the backbone for this image
     semantic_probs: np.ndarray | None = None  # (K, H, W) float32, only with keep_probs
@@ -115,7 +115,8 @@ def multiscale_predict(
         input_hw: (h, w) every tile is resized to before ``predict``.
         semantic_scales / boundary_scales: grid sizes averaged for each head; a scale listed
             twice counts twice in the average (it is still predicted once).
-        boundary_threshold: averaged boundary probability above which a pixel is boundary.
+        boundary_threshold: a pixel is boundary where its averaged boundary probability is
+            >= this (official SPINO: non-boundary probability <= 0.93, i.e. >= 0.07).
         tile_batch_size: tiles per ``predict`` call; tiles of different scales share batches.
         share_features: run both heads on one forward for scales in both lists. False runs
             the semantic and boundary passes separately (same result, for benchmarks).
@@ -160,6 +161,11 @@ def multiscale_predict_many(
         raise ValueError("semantic_scales and boundary_scales must not be empty")
     if tile_batch_size < 1:
         raise ValueError(f"tile_batch_size must be >= 1, got {tile_batch_size}")
+    if isinstance(boundary_threshold, str | bool) or not 0.0 <= boundary_threshold <= 1.0:
+        raise ValueError(
+            f"boundary_threshold must be a number in [0, 1], got {boundary_threshold!r} "
+            f"('auto' is resolved from the heads' calibration.json before labelling)"
+        )
     for image in images:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
@@ -259,7 +265,7 @@ class _Accumulator:
         return MultiscaleResult(
             semantic=sem_avg.argmax(axis=2).astype(np.uint8),
             confidence=sem_avg.max(axis=2),
-            boundary=bnd_avg > threshold,
+            boundary=bnd_avg >= threshold,
             boundary_probs=bnd_avg,
             n_forwards=self.n_forwards,
             semantic_probs=np.ascontiguousarray(sem_avg.transpose(2, 0, 1)) if keep_probs else None,

@@ -75,6 +75,10 @@ def preprocess(
 class DinoBackbone(nn.Module):
     """A frozen timm DINOv2 ViT returning patch-token maps of chosen blocks."""
 
+    # Apply the ViT's final LayerNorm to the returned tokens? The official SPINO heads read
+    # the last block's output before it (``fine_tuning.py``: ``forward_features(...)['x']``).
+    final_norm: bool = False
+
     def __init__(
         self, vit: VisionTransformer, name: str, blocks: list[int], *, fingerprint: str = ""
     ) -> None:
@@ -118,7 +122,11 @@ class DinoBackbone(nn.Module):
             x = preprocess(images.to(device), size, self.mean, self.std)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 feats = self.vit.forward_intermediates(
-                    x, indices=self.blocks, norm=True, output_fmt="NCHW", intermediates_only=True
+                    x,
+                    indices=self.blocks,
+                    norm=self.final_norm,
+                    output_fmt="NCHW",
+                    intermediates_only=True,
                 )
             feats = [f.float() for f in feats]
         return [f.clone() for f in feats]  # leave inference mode: (B, C, h/14, w/14)

@@ -25,6 +25,7 @@ class AugmentParams:
     brightness: float = 0.2  # multiplicative factor in [1 - b, 1 + b]
     contrast: float = 0.2
     saturation: float = 0.2
+    hue: float = 0.0  # hue shift in [-h, h] of the colour circle (torchvision's convention)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _jitter(image: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
-    """Brightness, contrast and saturation factors, applied in float and clipped."""
+    """Brightness, contrast, saturation factors and a hue shift, in float, clipped.
+
+    The hue shift (drawn only when ``p.hue`` > 0, so hue-free views keep their random
+    stream) rotates the hue of every pixel by the same fraction of the colour circle.
+    """
     b = rng.uniform(1 - p.brightness, 1 + p.brightness)
     c = rng.uniform(1 - p.contrast, 1 + p.contrast)
     s = rng.uniform(1 - p.saturation, 1 + p.saturation)
@@ -87,4 +92,13 @@ def _jitter(image: np.ndarray, rng: np.random.Generator, p: AugmentParams) -> np
     x = (x - x.mean()) * c + x.mean()
     grey = x @ np.array([0.299, 0.587, 0.114], np.float32)  # (H, W)
     x = (x - grey[..., None]) * s + grey[..., None]
+    if p.hue > 0:
+        x = shift_hue(np.clip(x, 0, 255), rng.uniform(-p.hue, p.hue))
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 255] -> same, hue rotated by ``shift`` turns (-0.5..0.5)."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * shift, 360.0)  # float HSV: hue in degrees
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0

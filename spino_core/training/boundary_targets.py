@@ -1,10 +1,12 @@
 """Instance-boundary targets for the boundary head.
 
 A pixel is a boundary pixel when its 8-neighbourhood (within ~1.5 px) holds a different
-instance id. Only thing instances count as instances: Cityscapes ids >= 1000
-(labelId * 1000 + k). Stuff, void and crowd pixels carry their bare labelId (< 1000) and
-all become id 0, so the border between a car and the road is a boundary, the border
-between road and sidewalk is not, and two touching cars are separated.
+instance id. Only instances of the 8 evaluated thing classes count: Cityscapes ids >= 1000
+(labelId * 1000 + k) whose labelId has a trainId. Stuff, void and crowd pixels carry their
+bare labelId (< 1000), and caravan / trailer instances (labelIds 29 / 30, trainId 255, void
+in the official SPINO code's ``cityscapes_19`` mode) are not instances either: all become
+id 0, so the border between a car and the road is a boundary, the border between road and
+sidewalk is not, and two touching cars are separated.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from spino_core.data.classes import ALL_LABELS, VOID
+
 MIN_INSTANCE_ID = 1000  # Cityscapes: labelId * 1000 + k for thing instances
+# labelId -> True for thing classes that are evaluated (caravan, trailer: False).
+_INSTANCE_LABEL = np.zeros(256, dtype=bool)
+_INSTANCE_LABEL[[c.label_id for c in ALL_LABELS if c.is_thing and c.train_id != VOID]] = True
 
 
 def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -30,8 +37,20 @@ def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def instance_ids(instance: np.ndarray, *, min_instance_id: int = MIN_INSTANCE_ID) -> np.ndarray:
-    """(H, W) Cityscapes instance ids -> same shape, ids < ``min_instance_id`` set to 0."""
-    return np.where(instance >= min_instance_id, instance, 0)
+    """(H, W) Cityscapes instance ids -> same shape, 0 where not an evaluated thing instance.
+
+    Kept: ids >= ``min_instance_id`` whose labelId (id // 1000) is a thing class with a
+    trainId; stuff, void, crowd and caravan / trailer ids become 0.
+    """
+    instance = np.asarray(instance)
+    label = np.clip(instance // MIN_INSTANCE_ID, 0, 255)
+    keep = (instance >= min_instance_id) & _INSTANCE_LABEL[label]
+    return np.where(keep, instance, 0)
+
+
+def has_instances(instance: np.ndarray) -> bool:
+    """True when ``instance`` (H, W) holds at least one evaluated thing instance."""
+    return bool(instance_ids(instance).any())
 
 
 def boundary_target(

@@ -11,16 +11,19 @@ computed once and reused for every step: the per-step cost drops to the two smal
 
 All three draw the *same* views (each view is generated from its own seed), so they train
 on identical data and differ only in speed (and float16 rounding of cached features).
+``heads.augment: fresh`` (the official SPINO training) uses no bank: :class:`FreshViews`
+draws a new augmentation at every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -30,7 +33,7 @@ from tqdm.auto import tqdm
 
 from spino_core.data.sample import Sample
 from spino_core.models.backbone import DinoBackbone
-from spino_core.training.augment import View, augment_view, resize_view
+from spino_core.training.augment import AugmentParams, View, augment_view, resize_view
 from spino_core.training.boundary_targets import boundary_target
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # feats, semantic, boundary
@@ -44,6 +47,7 @@ class ViewSpec:
     boundary_size: tuple[int, int]  # (h, w) boundary targets
     n_views: int
     seed: int
+    augment: AugmentParams = field(default_factory=AugmentParams)  # ranges of the views
 
 
 def make_view(sample: Sample, index: int, view: int, spec: ViewSpec) -> View:
@@ -51,7 +55,7 @@ def make_view(sample: Sample, index: int, view: int, spec: ViewSpec) -> View:
     args = (sample.image, sample.semantic, sample.instance, spec.input_size)
     if view == 0:
         return resize_view(*args)
-    return augment_view(*args, np.random.default_rng((spec.seed, index, view)))
+    return augment_view(*args, np.random.default_rng((spec.seed, index, view)), spec.augment)
 
 
 class ViewSource(Protocol):
@@ -110,6 +114,31 @@ class OnTheFlyViews:
         return make_view(self.samples[index], index, view, self.spec)
 
 
+class FreshViews:
+    """A new random augmentation of each requested image at every call (official SPINO).
+
+    ``ids`` index the labelled samples (not views); the augmentations come from one
+    generator seeded with ``spec.seed``, so a run is repeatable, but no two steps share a
+    view and the backbone runs on every one: slower than a bank, never the same crop twice.
+    """
+
+    def __init__(self, backbone: DinoBackbone, samples: Sequence[Sample], spec: ViewSpec) -> None:
+        self.backbone, self.samples, self.spec = backbone, list(samples), spec
+        self.rng = np.random.default_rng(spec.seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batch(self, ids: np.ndarray, device: torch.device) -> Batch:
+        views = []
+        for i in ids:
+            s = self.samples[int(i)]
+            args = (s.image, s.semantic, s.instance, self.spec.input_size)
+            views.append(augment_view(*args, self.rng, self.spec.augment))
+        feats, sem, bnd = _encode(self.backbone, views, self.spec)
+        return feats.to(device).float(), sem.to(device).long(), bnd.to(device)
+
+
 def _encode(backbone: DinoBackbone, views: list[View], spec: ViewSpec) -> Batch:
     """Views -> (B, C, h, w) float32 features (concatenated blocks), targets on CPU."""
     images = torch.from_numpy(np.stack([v.image for v in views])).permute(0, 3, 1, 2)
@@ -126,13 +155,16 @@ def build_view_source(
     samples: Sequence[Sample],
     spec: ViewSpec,
     *,
-    mode: Literal["memory", "disk", "off"],
+    mode: Literal["memory", "disk", "off", "fresh"],
     cache_dir: str | os.PathLike[str] | None = None,
     device: torch.device | None = None,
     chunk: int = 8,
     progress: bool = True,
 ) -> ViewSource:
-    """The training views of ``samples`` in the chosen cache ``mode`` (see module docstring)."""
+    """The training views of ``samples`` in the chosen cache ``mode`` (see module docstring);
+    ``fresh``: :class:`FreshViews` (no bank: a new augmentation at every step)."""
+    if mode == "fresh":
+        return FreshViews(backbone, samples, spec)
     if mode == "off":
         return OnTheFlyViews(backbone, samples, spec)
     if mode == "disk":
@@ -162,7 +194,9 @@ def cache_key(backbone: DinoBackbone, samples: Sequence[Sample], spec: ViewSpec)
         "params": _param_fingerprint(backbone),
         "stems": [s.stem for s in samples],
         "spec": [list(spec.input_size), list(spec.boundary_size), spec.n_views, spec.seed],
-        "version": 1,
+        "augment": dataclasses.asdict(spec.augment),
+        "final_norm": bool(backbone.final_norm),
+        "version": 2,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -6,6 +6,8 @@ reviewer sees at a glance whether the heads learnt the classes and the instance 
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 
@@ -50,3 +52,28 @@ def heads_preview(
         return np.zeros((row_height, row_height, 3), dtype=np.uint8)
     width = min(r.shape[1] for r in rows)
     return np.concatenate([r[:, :width] for r in rows], axis=0)
+
+
+def boundary_curve_png(curve: list[dict[str, float]], *, threshold: float | None = None) -> bytes:
+    """PNG of boundary precision / recall / F1 against the threshold (p >= t), for the heads
+    report; ``threshold`` (e.g. ``pseudo_label.boundary_threshold``) is marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    t = [row["threshold"] for row in curve]
+    for key, style in (("precision", "--"), ("recall", ":"), ("f1", "-")):
+        ax.plot(t, [row[key] for row in curve], style, label=key)
+    if threshold is not None:
+        ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:g}")
+    if curve:
+        best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
+        ax.plot([best["threshold"]], [best["f1"]], "o", label=f"best F1 at {best['threshold']:g}")
+    ax.set(xlabel="boundary probability threshold", ylabel="val boundary pixels", ylim=(0, 1))
+    ax.set_title("boundary head: precision / recall / F1 vs threshold")
+    ax.legend(loc="best", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()

@@ -4,8 +4,11 @@ Losses are computed at the network input resolution (``heads.input_height x
 input_width``), semantic targets resized there with nearest neighbour and boundary targets
 at ``heads.boundary_scale`` of it: full-resolution MLPs would dominate the cost on CPU.
 Training draws batches from a bank of augmented views whose backbone features are
-computed once (:mod:`spino_core.training.feature_cache`). Adam + cosine schedule; on CPU,
-``heads.seed`` makes the run bit-for-bit repeatable.
+computed once (:mod:`spino_core.training.feature_cache`), or, with ``heads.augment: fresh``
+(official SPINO), a new augmentation and backbone pass at every step. The heads train
+jointly on the same views, or separately on their own (``heads.boundary_crop_scale``,
+``heads.boundary_steps``; official: crops 0.2-1 / 0.4-1 of the side, 500 / 400 steps).
+Adam + cosine schedule per head; on CPU, ``heads.seed`` makes the run bit-for-bit repeatable.
 """
 
 from __future__ import annotations
@@ -21,16 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import trange
 
 from spino_core.atomic import write_bytes_atomic
 from spino_core.checkpoints import read_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
-from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASSES
+from spino_core.data.classes import NUM_CLASSES
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
-from spino_core.metrics.semantic import ConfusionMatrix
 from spino_core.models.backbone import (
     DinoBackbone,
     backbone_fingerprint,
@@ -39,11 +40,23 @@ from spino_core.models.backbone import (
     snap_to_patch,
 )
 from spino_core.models.heads import LabelHeads, pixel_centres
-from spino_core.training.boundary_targets import MIN_INSTANCE_ID, boundary_target, scaled_size
-from spino_core.training.feature_cache import ViewSpec, build_view_source
+from spino_core.training.augment import AugmentParams
+from spino_core.training.boundary_targets import has_instances, scaled_size
+from spino_core.training.evaluate import (
+    CLASS_NAMES,
+    HeadsPrediction,
+    best_threshold,
+    boundary_curve,
+    evaluate_heads,
+    predict_heads,
+)
+from spino_core.training.feature_cache import Batch, ViewSource, ViewSpec, build_view_source
 from spino_core.training.losses import bootstrapped_cross_entropy, boundary_bce
 
-CLASS_NAMES: list[str] = [c.name for c in TRAIN_CLASSES]
+__all__ = [  # predict_heads / HeadsPrediction live in evaluate; re-exported for callers
+    "HeadsPrediction", "HeadsResult", "LoadedHeads", "check_labelled", "load_heads",
+    "predict_heads", "resolve_device", "save_heads", "train_heads",
+]  # fmt: skip
 FORMAT = "spino-heads/1"
 DEFAULT_SEMANTIC_POINTS = 2048
 DEFAULT_BOUNDARY_POINTS = 512
@@ -60,14 +73,9 @@ class HeadsResult:
     boundary_size: tuple[int, int]  # (h, w) boundary target resolution
     history: dict[str, list[float]] = field(default_factory=dict)  # per step
     metrics: dict[str, Any] = field(default_factory=dict)  # val + timing, JSON-safe
+    # val boundary precision / recall / F1 per threshold (evaluate.THRESHOLDS), for the plot
+    boundary_curve: list[dict[str, float]] = field(default_factory=list)
     backbone_fingerprint: str = ""  # DinoBackbone.fingerprint of the weights trained on
-
-
-@dataclass(frozen=True)
-class HeadsPrediction:
-    semantic_probs: np.ndarray  # (K, H, W) float32 softmax
-    semantic: np.ndarray  # (H, W) uint8 trainIds (argmax)
-    boundary_probs: np.ndarray  # (H, W) float32 sigmoid
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,13 +92,13 @@ def check_labelled(samples: list[Sample]) -> None:
     unlabelled = [s.stem for s in samples if not s.has_labels]
     if unlabelled:
         raise SpinoError(f"train_heads: labelled samples without ground truth: {unlabelled[:5]}")
-    if any((s.instance >= MIN_INSTANCE_ID).any() for s in samples):
+    if any(has_instances(s.instance) for s in samples):
         return
     counts = np.bincount(np.concatenate([s.semantic.ravel() for s in samples]), minlength=256)
     present = ", ".join(f"{CLASS_NAMES[i]}={counts[i]}" for i in range(NUM_CLASSES) if counts[i])
     raise SpinoError(
         f"train_heads: the {len(samples)} labelled images ({samples[0].stem}, ...) contain no "
-        f"thing instance (ids >= 1000), so the boundary head cannot learn; pixel counts: "
+        f"thing instance (ids >= 1000 of an evaluated class), so the boundary head cannot learn; pixel counts: "
         f"{present or 'none'}; choose other images (split.strategy: coverage) or a larger split.k"
     )
 
@@ -153,51 +161,112 @@ def _train(
     torch.manual_seed(cfg.seed)
     backbone = (backbone or create_backbone(backbone_cfg)).to(device)
     input_size = snap_to_patch(cfg.input_height, cfg.input_width)
-    spec = ViewSpec(input_size, scaled_size(input_size, cfg.boundary_scale), cfg.n_views, cfg.seed)
+    boundary_size = scaled_size(input_size, cfg.boundary_scale)
     t0 = time.perf_counter()
-    source = build_view_source(
-        backbone, samples, spec, mode=cfg.cache, cache_dir=cache_dir, device=device,
-        progress=run.progress,
-    )  # fmt: skip
+    sources = _view_sources(backbone, samples, input_size, boundary_size, cache_dir, run)
     cache_s = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)
     heads = LabelHeads(backbone.out_channels, cfg.semantic_hidden, cfg.boundary_hidden).to(device)
-    opt = torch.optim.Adam(heads.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    history, train_s = _optimise(heads, sources[0], sources[1], run)
+    if not all(math.isfinite(v) for v in history["loss"][-5:]):
+        raise SpinoError(f"train_heads: loss diverged ({history['loss'][-1]}); lower heads.lr")
+    heads.eval()
+    metrics, curve = evaluate_heads(backbone, heads, val_samples, input_size, boundary_size)
+    # Calibration on the k labelled images (boundary_threshold: auto): best-F1 threshold.
+    own = boundary_curve(backbone, heads, samples, input_size, boundary_size).curve()
+    metrics |= {
+        "labelled_boundary_best_threshold": best_threshold(own),
+        "labelled_boundary_best_f1": max(row["f1"] for row in own),
+        "cache_seconds": cache_s,
+        "train_seconds": train_s,
+        "final_loss": float(np.mean(history["loss"][-10:])),
+        "n_labelled": len(samples),
+        "n_views": len(sources[0]),
+        "cache": cfg.cache,
+        "augment": cfg.augment,
+    }
+    return HeadsResult(
+        heads.cpu(), backbone.name, list(backbone.blocks), input_size, boundary_size,
+        history, metrics, curve, backbone.fingerprint,
+    )  # fmt: skip
+
+
+def _view_sources(
+    backbone: DinoBackbone,
+    samples: list[Sample],
+    input_size: tuple[int, int],
+    boundary_size: tuple[int, int],
+    cache_dir: str | os.PathLike[str] | None,
+    run: _Run,
+) -> list[ViewSource]:
+    """[semantic head's views, boundary head's views]: one object twice when trained jointly
+    (``heads.boundary_crop_scale: null``); ``heads.augment: fresh`` -> fresh views."""
+    cfg = run.cfg
+    sources: list[ViewSource] = []
+    for scale in (cfg.crop_scale, cfg.boundary_crop_scale):
+        if scale is None:
+            sources.append(sources[0])
+            continue
+        jitter = cfg.color_jitter
+        augment = AugmentParams(
+            crop_scale=(scale[0], scale[1]), brightness=jitter, contrast=jitter,
+            saturation=jitter, hue=cfg.hue,
+        )  # fmt: skip
+        spec = ViewSpec(input_size, boundary_size, cfg.n_views, cfg.seed, augment)
+        mode = "fresh" if cfg.augment == "fresh" else cfg.cache
+        sources.append(build_view_source(
+            backbone, samples, spec, mode=mode, cache_dir=cache_dir, device=run.device,
+            progress=run.progress,
+        ))  # fmt: skip
+    return sources
+
+
+def _optimise(
+    heads: LabelHeads, sem_source: ViewSource, bnd_source: ViewSource, run: _Run
+) -> tuple[dict[str, list[float]], float]:
+    """Adam + cosine schedule per head; returns the per-step history and the seconds taken.
+
+    Each head has its own optimiser and schedule over its own number of steps
+    (``heads.steps`` / ``heads.boundary_steps``). When both heads share one view source
+    they train on the same batches (one backbone pass), otherwise each draws its own
+    (official SPINO: the heads are trained separately). A finished head logs NaN.
+    """
+    cfg, device = run.cfg, run.device
+    steps = {"semantic": cfg.steps, "boundary": cfg.boundary_steps or cfg.steps}
+    opts = {name: torch.optim.Adam(getattr(heads, name).parameters(), lr=cfg.lr) for name in steps}
+    scheds = {
+        name: torch.optim.lr_scheduler.CosineAnnealingLR(opts[name], T_max=steps[name])
+        for name in steps
+    }
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)  # pixel sampling, on CPU for repeatability
     history: dict[str, list[float]] = {"loss": [], "semantic": [], "boundary": [], "lr": []}
     t0 = time.perf_counter()
     heads.train()
-    for _ in trange(cfg.steps, desc="train heads", disable=not run.progress):
-        ids = rng.integers(0, len(source), size=min(cfg.batch_size, len(source)))
-        l_sem, l_bnd = _losses(heads, *source.batch(ids, device), run, gen)
-        loss = l_sem + l_bnd
-        opt.zero_grad(set_to_none=True)
+    for step in trange(max(steps.values()), desc="train heads", disable=not run.progress):
+        active = [name for name in steps if step < steps[name]]
+        batch = None
+        losses: dict[str, torch.Tensor] = {}
+        for name, source in (("semantic", sem_source), ("boundary", bnd_source)):
+            if batch is None or source is not sem_source:
+                ids = rng.integers(0, len(source), size=min(cfg.batch_size, len(source)))
+                batch = source.batch(ids, device) if name in active else None
+            if name in active:
+                losses[name] = _loss(heads, name, batch, run, gen)
+        loss = sum(losses.values())
+        for name in active:
+            opts[name].zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        history["lr"].append(sched.get_last_lr()[0])
-        sched.step()
-        for key, value in (("loss", loss), ("semantic", l_sem), ("boundary", l_bnd)):
-            history[key].append(float(value.detach()))
-    train_s = time.perf_counter() - t0
-    if not all(math.isfinite(v) for v in history["loss"][-5:]):
-        raise SpinoError(f"train_heads: loss diverged ({history['loss'][-1]}); lower heads.lr")
-    heads.eval()
-    metrics = evaluate_heads(backbone, heads, val_samples, input_size, spec.boundary_size)
-    metrics |= {
-        "cache_seconds": cache_s,
-        "train_seconds": train_s,
-        "final_loss": float(np.mean(history["loss"][-10:])),
-        "n_labelled": len(samples),
-        "n_views": len(source),
-        "cache": cfg.cache,
-    }
-    return HeadsResult(
-        heads.cpu(), backbone.name, list(backbone.blocks), input_size, spec.boundary_size,
-        history, metrics, backbone.fingerprint,
-    )  # fmt: skip
+        for name in active:
+            opts[name].step()
+        history["lr"].append(scheds["semantic"].get_last_lr()[0])
+        for name in active:
+            scheds[name].step()
+        history["loss"].append(float(loss.detach()))
+        for name in steps:
+            history[name].append(float(losses[name].detach()) if name in losses else math.nan)
+    return history, time.perf_counter() - t0
 
 
 def _sample_pixels(
@@ -211,108 +280,28 @@ def _sample_pixels(
     return index, target.flatten(1).gather(1, index)
 
 
-def _losses(
-    heads: LabelHeads,
-    feats: torch.Tensor,
-    sem: torch.Tensor,
-    bnd: torch.Tensor,
-    run: _Run,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Semantic and boundary losses of one batch, dense or at random pixel centres.
+def _loss(
+    heads: LabelHeads, name: str, batch: Batch, run: _Run, gen: torch.Generator
+) -> torch.Tensor:
+    """Loss of head ``name`` on one batch, dense or at random pixel centres.
 
-    feats (B, C, h, w); sem (B, H, W) int64 at the input size; bnd (B, hb, wb) bool.
+    batch: feats (B, C, h, w); semantic (B, H, W) int64 at the input size; boundary
+    (B, hb, wb) bool.
     """
-    index, sem_t = _sample_pixels(sem, run.semantic_points, gen)
-    if index is None:
-        sem_logits = heads.semantic(feats, tuple(sem.shape[-2:]))  # (B, K, H, W)
-    else:
-        sem_logits = heads.semantic.forward_points(feats, pixel_centres(index, sem.shape[-2:]))
+    feats, sem, bnd = batch
+    if name == "semantic":
+        index, sem_t = _sample_pixels(sem, run.semantic_points, gen)
+        if index is None:
+            logits = heads.semantic(feats, tuple(sem.shape[-2:]))  # (B, K, H, W)
+        else:
+            logits = heads.semantic.forward_points(feats, pixel_centres(index, sem.shape[-2:]))
+        return bootstrapped_cross_entropy(logits, sem_t, ratio=run.cfg.bootstrap_ratio)
     index, bnd_t = _sample_pixels(bnd, run.boundary_points, gen)
     if index is None:
-        bnd_logits = heads.boundary(feats, tuple(bnd.shape[-2:]))  # (B, 1, hb, wb)
+        logits = heads.boundary(feats, tuple(bnd.shape[-2:]))  # (B, 1, hb, wb)
     else:
-        bnd_logits = heads.boundary.forward_points(feats, pixel_centres(index, bnd.shape[-2:]))
-    l_sem = bootstrapped_cross_entropy(sem_logits, sem_t, ratio=run.cfg.bootstrap_ratio)
-    return l_sem, boundary_bce(bnd_logits, bnd_t)
-
-
-def _features(backbone: DinoBackbone, heads: LabelHeads, image: np.ndarray, size) -> torch.Tensor:
-    """(H, W, 3) uint8 image -> (1, C, h, w) features on the heads' device."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    device = next(heads.parameters()).device
-    return torch.cat(backbone(x, size), dim=1).to(device)
-
-
-def predict_heads(
-    backbone: DinoBackbone,
-    heads: LabelHeads,
-    image: np.ndarray,
-    *,
-    input_size: tuple[int, int] | None = None,
-    output_size: tuple[int, int] | None = None,
-) -> HeadsPrediction:
-    """Semantic probabilities and boundary probabilities of one (H, W, 3) uint8 RGB image.
-
-    The heads run at ``input_size`` (default: the image size snapped to 14); their logits
-    are upsampled bilinearly to ``output_size`` (default: the image size).
-    """
-    size = snap_to_patch(*(input_size or image.shape[:2]))
-    with torch.inference_mode():
-        feats = _features(backbone, heads, image, size)
-    return _predict(heads, feats, size, output_size or image.shape[:2])
-
-
-def _predict(
-    heads: LabelHeads, feats: torch.Tensor, size: tuple[int, int], out: tuple[int, int]
-) -> HeadsPrediction:
-    """(1, C, h, w) features -> heads at ``size`` -> probabilities upsampled to ``out``."""
-    with torch.inference_mode():
-        sem_logits, bnd_logits = heads(feats, size, size)
-        sem = F.interpolate(sem_logits, size=out, mode="bilinear", align_corners=False)[0]
-        bnd = F.interpolate(bnd_logits, size=out, mode="bilinear", align_corners=False)[0, 0]
-        probs = sem.softmax(0).float().cpu().numpy()
-        boundary = bnd.sigmoid().float().cpu().numpy()
-    return HeadsPrediction(probs, probs.argmax(0).astype(np.uint8), boundary)
-
-
-def evaluate_heads(
-    backbone: DinoBackbone,
-    heads: LabelHeads,
-    samples: list[Sample],
-    input_size: tuple[int, int],
-    boundary_size: tuple[int, int],
-) -> dict[str, Any]:
-    """Val semantic mIoU (at ground-truth resolution) and boundary P/R/F1 (threshold 0.5,
-    at the boundary target resolution). Empty ``samples`` -> {}."""
-    labelled = [s for s in samples if s.has_labels]
-    if not labelled:
-        return {}
-    cm = ConfusionMatrix(NUM_CLASSES)
-    tp = fp = fn = 0
-    for s in labelled:
-        with torch.inference_mode():
-            feats = _features(backbone, heads, s.image, input_size)
-            bnd = (heads.boundary(feats, boundary_size)[0, 0] > 0).cpu().numpy()  # p > 0.5
-            logits = heads.semantic(feats, input_size)  # (1, K, H, W) -> ground-truth size
-            logits = F.interpolate(logits, s.semantic.shape, mode="bilinear", align_corners=False)
-            cm.update(logits[0].argmax(0).cpu().numpy(), s.semantic)
-        gt = boundary_target(s.instance, size=boundary_size)
-        tp += int((bnd & gt).sum())
-        fp += int((bnd & ~gt).sum())
-        fn += int((~bnd & gt).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    iou = cm.iou()
-    return {
-        "val_miou": cm.miou(),
-        "val_iou": {CLASS_NAMES[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
-        "boundary_precision": precision,
-        "boundary_recall": recall,
-        "boundary_f1": f1,
-        "n_val": len(labelled),
-    }
+        logits = heads.boundary.forward_points(feats, pixel_centres(index, bnd.shape[-2:]))
+    return boundary_bce(logits, bnd_t)
 
 
 # --------------------------------------------------------------------------- checkpoints

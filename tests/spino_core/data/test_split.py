@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spino_core.data.split import (
@@ -65,3 +66,25 @@ def test_write_and_read_lists(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp*"))
     with pytest.raises(DataError, match="spino split"):
         read_stem_list(tmp_path / "missing.txt")
+
+
+OFFICIAL_INDICES = [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892]
+
+
+def test_indices_are_positions_in_the_sorted_stems() -> None:
+    """The official SPINO Cityscapes split: positions in the sorted training list, whatever
+    the input order, kept in the given order."""
+    cities = ["aachen", "bochum", "bremen", "cologne", "zurich"]
+    stems = [f"{c}_{i:06d}_000019" for c in cities for i in range(600)]  # 3000 images
+    shuffled = [str(s) for s in np.random.default_rng(0).permutation(stems)]
+    s = choose_k_shot(shuffled, k=10, strategy="indices", indices=OFFICIAL_INDICES)
+    assert s.labelled == [sorted(stems)[i] for i in OFFICIAL_INDICES]
+    assert s.labelled[0] == "aachen_000012_000019" and s.labelled[-1] == "zurich_000492_000019"
+    assert len(s.unlabelled) == 2990 and not set(s.labelled) & set(s.unlabelled)
+
+
+def test_bad_indices_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"split\.indices: \[20\] out of range for the 20"):
+        choose_k_shot(STEMS, k=2, strategy="indices", indices=[3, 20])
+    with pytest.raises(ConfigError, match=r"split\.indices: need 2 distinct"):
+        choose_k_shot(STEMS, k=2, strategy="indices", indices=[3, 3])

@@ -315,3 +315,23 @@ def test_resizing_planes_matches_resizing_the_transposed_array(k, src, dst) -> N
         _accumulate(reference, hwk, weight)
         _accumulate_planes(fast, planes, weight)
         np.testing.assert_array_equal(fast, reference)
+
+
+# --------------------------------------------------------------------------- threshold
+
+
+def test_boundary_threshold_is_inclusive_as_the_official_093_rule() -> None:
+    """Official SPINO keeps a pixel as interior when p(non-boundary) > 0.93, i.e. a pixel is
+    boundary when p(boundary) >= 0.07: a probability equal to the threshold is boundary."""
+    probs = np.array([0.0, 0.06, 0.0699, 0.07, 0.0701, 0.5, 0.93, 1.0], np.float32)
+
+    def constant(tiles, want_semantic=True, want_boundary=True):
+        n, h, w = tiles.shape[:3]
+        sem = np.full((n, K, h, w), 1.0 / K, np.float32) if want_semantic else None
+        return sem, (np.broadcast_to(probs, (n, h, w)).copy() if want_boundary else None)
+
+    image = _image(1, len(probs))
+    res = _run(image, constant, [1], [1], (1, len(probs)), boundary_threshold=0.07)
+    official = (1.0 - probs.astype(np.float64)) <= 0.93  # not (p_nonboundary > 0.93)
+    np.testing.assert_array_equal(res.boundary[0], [0, 0, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(res.boundary[0], official)

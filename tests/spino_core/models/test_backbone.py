@@ -61,7 +61,7 @@ def _reference(name: str, sd: dict[str, torch.Tensor], images: torch.Tensor) -> 
     x = preprocess(images, (56, 112), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     with torch.no_grad():
         return vit.forward_intermediates(
-            x, indices=[-1], norm=True, output_fmt="NCHW", intermediates_only=True
+            x, indices=[-1], norm=False, output_fmt="NCHW", intermediates_only=True
         )[0]
 
 

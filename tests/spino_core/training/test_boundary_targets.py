@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from spino_core.training.boundary_targets import (
     boundary_target,
     boundary_target_scaled,
+    instance_ids,
     resize_nearest,
 )
 
@@ -66,3 +68,27 @@ def test_downscaled_nearest_first() -> None:
     np.testing.assert_array_equal(small, [[0, 1, 1, 0], [0, 1, 1, 0]])
     ids = resize_nearest(inst, (2, 4))
     assert ids.dtype == np.int32 and ids.tolist() == [[7, 7, 26005, 26005]] * 2
+
+
+def test_caravan_and_trailer_are_not_instances() -> None:
+    """Official SPINO (``cityscapes_19``): caravan (29) and trailer (30) are void, so a car
+    next to a caravan has a boundary only where it meets the background (id 0), and two
+    touching caravans are not separated."""
+    inst = np.full((6, 10), ROAD, np.int32)
+    inst[1:5, 0:3] = 29000  # caravan
+    inst[1:5, 3:5] = 29001  # a second caravan touching it
+    inst[1:5, 7:10] = 30000  # trailer
+    assert not boundary_target(inst).any()
+    inst[1:5, 5:7] = CAR * 1000  # a car between caravan and trailer
+    car = np.zeros_like(inst, bool)
+    car[1:5, 5:7] = True
+    ring = cv2.dilate(car.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    np.testing.assert_array_equal(boundary_target(inst), ring)
+    np.testing.assert_array_equal(
+        instance_ids(inst), np.where(car, CAR * 1000, 0)
+    )  # only the car survives
+
+
+def test_crowd_and_stuff_ids_are_background() -> None:
+    inst = np.array([[ROAD, CAR, CAR * 1000 + 3, 24000, 24, 33001]], np.int32)
+    np.testing.assert_array_equal(instance_ids(inst), [[0, 0, CAR * 1000 + 3, 24000, 0, 33001]])
