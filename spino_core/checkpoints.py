@@ -7,6 +7,7 @@ plain values but never code. Each file carries a ``format`` tag so a file of ano
 
 from __future__ import annotations
 
+import io
 import pickle
 import pickletools
 import re
@@ -82,3 +83,17 @@ def read_checkpoint(path: Path, *, fmt: str, what: str, fix: str) -> dict[str, A
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise SpinoError(f"{path}: not a {what} ({fmt}); {fix}")
     return payload
+
+
+def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` of ``payload`` to ``path``, atomically and byte-reproducibly.
+
+    Saved into memory first, then written under a temporary name and renamed: ``torch.save``
+    to a file records that file's name inside the zip, so saving to the temporary name would
+    make every run's bytes differ (and DVC's hashes with them).
+    """
+    from spino_core.atomic import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())

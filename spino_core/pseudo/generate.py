@@ -6,7 +6,7 @@ Output folder (``paths.pseudo``)::
     panoptic/<stem>.png    COCO-panoptic PNG per image (segment id = R + 256 G + 256² B)
     segments/<stem>.json   per-image sidecar: COCO image + annotation + stats (done marker)
     panoptic.json          COCO panoptic over all ok images, sorted by stem (``finalize``)
-    manifest.parquet       one row per image: status, error, counts, confidence, seconds
+    manifest.parquet       one row per image: status, error, counts, confidence
 
 Images are split into shards (:func:`plan_shards`), each labelled by :func:`label_shard`
 (one orchestrator task per shard), then :func:`finalize` gathers the rows. Every file is
@@ -44,7 +44,7 @@ from spino_core.config import PseudoLabelConfig
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES, train_to_label_lut
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
-from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic
+from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic, fusion_options
 from spino_core.inference.multiscale import (
     MultiscaleResult,
     PredictFn,
@@ -159,8 +159,7 @@ def fuse_to_coco(
         ms.semantic,
         ms.boundary,
         thing_ids=THING_TRAIN_IDS,
-        min_blob_px=cfg.min_blob_px,
-        min_instance_px=cfg.min_instance_px,
+        **fusion_options(cfg, ms.semantic.shape),  # min sizes scaled by area, connectivity
     )
     ids, category_of = panoptic_to_coco(panoptic)
     segments = segments_info_from_ids(ids, category_of)
@@ -283,7 +282,7 @@ def _finish(
     try:
         start = time.perf_counter()
         ids, segments, stats = fuse_to_coco(ms, cfg)
-        stats["seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
+        stats["label_seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
         return write_output(out, item, shard_id, ids, segments, stats)
     except BaseException:
         stop.set()

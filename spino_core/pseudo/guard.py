@@ -55,6 +55,7 @@ def label_fingerprint(
     """Everything that changes the labels (not sharding, batching, device or failure limit)."""
     keep = ("semantic_scales", "boundary_scales", "boundary_threshold")
     keep += ("min_blob_px", "min_instance_px", "min_size_reference", "blob_connectivity")
+    keep += ("precision",)  # bf16 changes the labels
     return {
         "format": FORMAT,
         "heads": heads_id,

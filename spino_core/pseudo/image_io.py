@@ -40,6 +40,7 @@ from spino_core.pseudo.manifest import (
     output_paths,
     read_sidecar,
 )
+from spino_core.reproducible import without_timings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,15 @@ def file_digest(path: Path) -> str:
         return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _location_free(path: Path, dataset: Dataset) -> str:
+    """``path`` relative to the dataset root (outputs must not depend on where data lives)."""
+    root = getattr(dataset, "root", None)
+    try:
+        return str(Path(path).relative_to(root)) if root is not None else str(path)
+    except ValueError:
+        return str(path)
+
+
 def read_input(out: Path, stem: str, shard_id: int, dataset: Dataset) -> LabelInput:
     """Resume ``stem`` if its labels are current, else decode its image (bad input: failed row).
 
@@ -80,7 +90,7 @@ def read_input(out: Path, stem: str, shard_id: int, dataset: Dataset) -> LabelIn
             path = dataset.image_path(stem)
         except KeyError as exc:
             raise SpinoError(f"{stem}: not in the dataset ({exc.args[0]})") from None
-        image_path = str(path)
+        image_path = _location_free(path, dataset)
         try:
             digest: str | None = file_digest(path)
         except OSError:
@@ -140,7 +150,7 @@ def write_output(
             "width": width,
         },  # COCO ``images`` entry
         "annotation": {"image_id": item.stem, "file_name": png.name, "segments_info": segments},
-        "stats": stats,
+        "stats": without_timings(stats),  # a tracked output: no wall-clock times
     }
     writes: list[tuple[Path, Callable[[Path, Any], None], Any]] = [
         (png, write_panoptic_png, ids),

@@ -29,7 +29,7 @@ from spino_core.pseudo.guard import FORMAT, MANIFEST, PANOPTIC_DIR, PANOPTIC_JSO
 class ManifestRow:
     """One image's outcome; ``manifest.parquet`` holds one per image (DESIGN §3)."""
 
-    image_path: str
+    image_path: str  # relative to the dataset root (paths.raw): location-free
     stem: str
     shard: int
     status: str  # "ok" | "failed"
@@ -38,7 +38,7 @@ class ManifestRow:
     n_things: int
     n_stuff: int
     mean_confidence: float  # mean over pixels of the max class probability; NaN if failed
-    seconds: float  # labelling time of the run that made it (kept when resumed)
+    seconds: float  # time this run spent on it (0 when resumed); logged, not in the file
     resumed: bool  # True: labelled by an earlier run, skipped by this one
 
 
@@ -53,7 +53,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("n_things", pa.int32()),
         ("n_stuff", pa.int32()),
         ("mean_confidence", pa.float64()),
-        ("seconds", pa.float64()),
+        # no "seconds": the manifest is a tracked output, same inputs -> same bytes
+        # (spino_core.reproducible); timings are in the stage's summary and MLflow run
         ("resumed", pa.bool_()),
     ]
 )
@@ -100,7 +101,7 @@ def ok_row(
         n_things=int(stats["n_things"]),
         n_stuff=int(stats["n_stuff"]),
         mean_confidence=float(stats["mean_confidence"]),
-        seconds=float(stats["seconds"]),
+        seconds=0.0 if resumed else float(stats["label_seconds"]),
         resumed=resumed,
     )
 

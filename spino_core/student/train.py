@@ -43,7 +43,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from spino_core.atomic import atomic_path, write_json_atomic
-from spino_core.checkpoints import read_checkpoint
+from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, StudentConfig
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
 from spino_core.data.sample import Sample
@@ -363,8 +363,7 @@ def save_student(
         "input_size": list(model.input_size),
         "student": dataclasses.asdict(cfg),
     }
-    with atomic_path(directory / MODEL) as tmp:
-        torch.save({**meta, "state_dict": model.trainable_state_dict()}, tmp)
+    write_checkpoint(directory / MODEL, {**meta, "state_dict": model.trainable_state_dict()})
     write_json_atomic(directory / CONFIG, {**meta, "metrics": without_timings(metrics or {})})
 
 

@@ -13,7 +13,6 @@ Adam + cosine schedule per head; on CPU, ``heads.seed`` makes the run bit-for-bi
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import tempfile
@@ -26,8 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import trange
 
-from spino_core.atomic import write_bytes_atomic
-from spino_core.checkpoints import read_checkpoint
+from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.classes import NUM_CLASSES
 from spino_core.data.sample import Sample
@@ -349,9 +347,7 @@ def save_heads(
         hidden = [layer.out_channels for layer in module.layers[:-1]]
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         payload = {**meta, "kind": name, "hidden": hidden, "state_dict": state}
-        buffer = io.BytesIO()  # not torch.save(path): the zip records the (temp) file name
-        torch.save(payload, buffer)
-        write_bytes_atomic(Path(directory) / f"{name}.pt", buffer.getvalue())
+        write_checkpoint(Path(directory) / f"{name}.pt", payload)
 
 
 def _read(path: Path) -> dict[str, Any]:
