@@ -8,17 +8,18 @@ second ``dvc repro``, and the two entry points never disagree about what is done
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import publish_pipeline_artifacts
 from flows.dvc_state import is_current, open_pipeline_repo, record_run
 from flows.stages import STAGES
-from flows.tracking import check_tracking
+from flows.tracking import check_tracking, lineage_tags
 from spino_core.config import SpinoConfig, load_config
 
 
@@ -57,48 +58,29 @@ def pipeline_flow(
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+    mlflow_run = None
     if not cfg.mlflow.enabled:
         results, skipped = _run_stages(params, overrides, names, use_cache)
     else:
         check_tracking(cfg.mlflow)
         mlflow.set_experiment(cfg.mlflow.experiment)
-        with mlflow.start_run(run_name="pipeline"):
+        with mlflow.start_run(run_name="pipeline", tags=lineage_tags()) as run:
+            mlflow_run = (run.info.experiment_id, run.info.run_id)
             results, skipped = _run_stages(params, overrides, names, use_cache)
             mlflow.set_tag("spino.skipped_stages", ",".join(skipped) or "-")
-    _publish_summary(results, skipped, cfg.paths.pseudo_report, cfg.paths.student_report)
+    summary = _with_skipped_metrics(results, skipped, cfg)
+    publish_pipeline_artifacts(summary, cfg, mlflow_run=mlflow_run)
     return results
 
 
-def _publish_summary(results: dict[str, Any], skipped: list[str], *reports: str) -> None:
-    """A markdown artifact on the flow run: PQ/SQ/RQ/mIoU per evaluated stage + report links.
-
-    A stage DVC skipped contributes the metrics its last run left in its report folder.
-    """
-    rows = []
-    for stage, report in zip(("report", "evaluate"), reports, strict=True):
-        m = results.get(stage) or _read_metrics(Path(report) / "metrics.json")
-        if isinstance(m, dict) and "All" in m:
-            rows.append(
-                f"| {stage} | {m['All']['pq']:.3f} | {m['All']['sq']:.3f} | {m['All']['rq']:.3f} "
-                f"| {m['Things']['pq']:.3f} | {m['Stuff']['pq']:.3f} | {m.get('miou') or 0:.3f} |"
-            )
-    if not rows:
-        return
-    table = "\n".join(
-        [
-            "| stage | PQ | SQ | RQ | PQ things | PQ stuff | mIoU |",
-            "|---|---|---|---|---|---|---|",
-            *rows,
-            "",
-            *(f"- report: `{r}/index.html`" for r in reports),
-            f"- skipped (DVC: up to date): {', '.join(skipped) or 'none'}",
-        ]
-    )
-    create_markdown_artifact(table, key="spino-metrics", description="SPINO pipeline metrics")
-
-
-def _read_metrics(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def _with_skipped_metrics(
+    results: dict[str, Any], skipped: list[str], cfg: SpinoConfig
+) -> dict[str, Any]:
+    """``results`` plus, for evaluated stages DVC skipped, the metrics their last run left."""
+    folders = {"report": cfg.paths.pseudo_report, "evaluate": cfg.paths.student_report}
+    out = dict(results)
+    for stage in skipped:
+        # unreadable: no table row for it; its report link still shows if it exists
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            out[stage] = json.loads((Path(folders[stage]) / "metrics.json").read_text())
+    return out
