@@ -10,9 +10,12 @@ A scene is a pinhole view of a street canyon: ground plane, facades or parks on 
 and cars, buses, people, cyclists, poles and trees standing on the ground, sized by depth and
 painted far to near so near objects occlude far ones. Parked cars are bumper to bumper and
 pedestrians walk shoulder to shoulder, so same-class instances touch and only boundaries
-separate them. Appearance is class-correlated (materials, textures) but every instance gets
-its own colour. Each image has its own RNG stream derived from ``(seed, split, index)``, so a
-seed gives byte-identical files whatever the order of generation.
+separate them. Appearance is designed for a random-weight backbone (whose features are
+close to a random linear map of each 14x14 patch, see ``synth_style``): every class has its
+own colour family and texture grating, and instances vary inside their family, so classes
+are learnable and touching instances still show an edge. Each image has its own RNG stream
+derived from ``(seed, split, index)``, so a seed gives byte-identical files whatever the
+order of generation.
 """
 
 from __future__ import annotations
