@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	dvc repro
+	@$(PY) -m spino_core.report.summary --heads metrics/heads.json \
+		--pseudo-report reports/pseudo --student-report reports/student
 	@echo "Done: dataset in data/raw, split in data/split, MLflow runs in mlflow.db"
 	@echo "Browse runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,22 @@ from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report import build_quality_report
 from tasks.outputs import write_panoptic_metrics
 from tasks.retry import retry_on_io_error
+
+
+def provenance(cfg: SpinoConfig) -> list[tuple[str, str]]:
+    """Where the report's numbers come from: backbone, split, code version (for the page)."""
+    b, s = cfg.backbone, cfg.split
+    lines = [("backbone", f"{b.name}, weights: {b.weights}, blocks {b.blocks}")]
+    lines.append(("labelled images (k)", f"{s.k} ({s.strategy}, seed {s.seed})"))
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%H %cI"], capture_output=True, text=True, timeout=10
+        )
+        commit = out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    lines.append(("code (git commit, date)", commit or "unknown: not a git checkout"))
+    return lines
 
 
 def report_against_ground_truth(
@@ -49,6 +66,7 @@ def report_against_ground_truth(
             out_dir=out_dir,
             manifest=manifest,
             title=title,
+            provenance=provenance(cfg),
         )
     return result
 

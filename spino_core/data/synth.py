@@ -10,9 +10,12 @@ A scene is a pinhole view of a street canyon: ground plane, facades or parks on 
 and cars, buses, people, cyclists, poles and trees standing on the ground, sized by depth and
 painted far to near so near objects occlude far ones. Parked cars are bumper to bumper and
 pedestrians walk shoulder to shoulder, so same-class instances touch and only boundaries
-separate them. Appearance is class-correlated (materials, textures) but every instance gets
-its own colour. Each image has its own RNG stream derived from ``(seed, split, index)``, so a
-seed gives byte-identical files whatever the order of generation.
+separate them. Appearance is designed for a random-weight backbone (whose features are
+close to a random linear map of each 14x14 patch, see ``synth_style``): every class has its
+own colour family and texture grating, and instances vary inside their family, so classes
+are learnable and touching instances still show an edge. Each image has its own RNG stream
+derived from ``(seed, split, index)``, so a seed gives byte-identical files whatever the
+order of generation.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from tqdm import tqdm
 
 from spino_core.data.classes import ALL_LABELS, by_label_id
 from spino_core.data.synth_draw import (
-    FACADES,
     LABEL,
     VEHICLES,
     Camera,
@@ -96,23 +98,23 @@ def render_scene(
     # lateral layout (camera heights): left parking | oncoming lane | own lane | right parking
     road_l, road_r, lane = -rng.uniform(3.7, 4.3), rng.uniform(2.0, 2.4), rng.uniform(-1.15, -0.95)
     walk_l, walk_r = road_l - rng.uniform(2.2, 3.8), road_r + rng.uniform(2.2, 3.8)
-    cv.draw([rect(0, 0, width, hz)], cv.material((135, 175, 220), lo=0.12, hi=1.5), LABEL["sky"])
-    grass = cv.material((120, 150, 75), lo=0.12, mid=0.15, hi=10.0)
+    cv.draw([rect(0, 0, width, hz)], cv.family("sky", lo=0.12, hi=1.5), LABEL["sky"])
+    grass = cv.family("terrain", lo=0.12, mid=0.15, hi=10.0)
     cv.draw([rect(0, hz, width, height)], grass, LABEL["terrain"])
-    walk = cv.material((165, 160, 150), hi=5.0, tiles=0.18)
+    walk = cv.family("sidewalk", hi=5.0, tiles=0.18)
     for a, b in ((walk_l, road_l), (road_r, walk_r)):
         cv.draw([cam.ground(a, b, 1.0, zend)], walk, LABEL["sidewalk"])
-    road = cv.material((85, 85, 90), hi=6.0)
+    road = cv.family("road", hi=6.0)
     cv.draw([cam.ground(road_l, road_r, 1.0, zend)], road, LABEL["road"])
     curbs = [cam.ground(e - 0.12, e + 0.12, 1.0, zend) for e in (road_l, road_r)]
-    cv.draw(curbs, cv.material((195, 190, 180), hi=3.0))
+    cv.draw(curbs, cv.family("sidewalk", 1.1, hi=3.0))
     dashes = [cam.ground(lane - 0.06, lane + 0.06, z, z + 1.6) for z in np.arange(1, zend, 4.0)]
-    cv.draw(dashes, cv.material((225, 225, 215), hi=3.0))
+    cv.draw(dashes, cv.family("road", 1.6, hi=3.0))
     x = walk_l - 20.0  # the far end: buildings facing the camera, with gaps of sky
     while x < walk_r + 20:
         wb = rng.uniform(4, 12)
         if rng.random() < 0.8:
-            facade = cv.material(FACADES[rng.integers(len(FACADES))], lo=0.1)
+            facade = cv.family("building", lo=0.1)
             cv.draw([cam.front(x, x + wb, 0, rng.uniform(3, 12), zend)], facade, LABEL["building"])
         x += wb
     actors: list[tuple[float, Callable[[], None]]] = []  # (depth, draw): painted far to near
@@ -174,14 +176,14 @@ def render_scene(
             z = rng.uniform(4, 12)
             u, v, s = at(edge + sgn * rng.uniform(0.5, 1.2), z)
             bin_ = rect(u - 0.2 * s, v - 0.6 * s, u + 0.2 * s, v)
-            add(z, cv.draw, [bin_], cv.material((60, 75, 60)), LABEL["static"])
+            add(z, cv.draw, [bin_], cv.family("static"), LABEL["static"])
     for _, fn in sorted(actors, key=lambda a: -a[0]):  # far to near: near things occlude
         fn()
     if rng.random() < 0.3:  # the hood of the ego vehicle, void as in Cityscapes
         xs = np.linspace(0, width, 17)
         hood = height - 0.1 * height * (1 - ((xs - width / 2) / (0.8 * width)) ** 2)
         poly = np.r_[np.stack([xs, hood], -1), [(width, height), (0, height)]]
-        cv.draw([poly], cv.material((25, 25, 30), hi=2.0), LABEL["ego vehicle"])
+        cv.draw([poly], cv.family("ego vehicle", hi=2.0), LABEL["ego vehicle"])
     return shade(cv, rng), cv.label, finish_instances(cv.label, cv.inst)
 
 

@@ -18,12 +18,9 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import ALL_LABELS
+from spino_core.data.synth_style import family_colour, texture
 
 LABEL = {c.name: c.label_id for c in ALL_LABELS if c.label_id >= 0}
-FACADES = [(196, 180, 150), (165, 88, 70), (150, 150, 150), (222, 215, 200), (120, 100, 85)]
-_CARS = [(235, 235, 235), (30, 30, 35), (160, 165, 170), (170, 30, 30), (30, 60, 150)]
-_CARS += [(40, 90, 55), (215, 180, 40), (95, 95, 105), (120, 45, 20)]
-_SKIN = [(240, 200, 170), (200, 150, 110), (140, 95, 65), (95, 65, 45)]
 #: width, length, height, ground clearance (camera heights)
 VEHICLES = {
     "car": (1.2, 2.9, 1.0, 0.12),
@@ -71,7 +68,7 @@ class Canvas:
         self.label = np.zeros((h, w), np.uint8)
         self.inst = np.zeros((h, w), np.uint16)  # 0 = stuff (set to the labelId at the end)
         self.mat = np.zeros((h, w), np.uint16)
-        self.mats: list[tuple[float, ...]] = [(0.0,) * 8]
+        self.mats: list[tuple[float, ...]] = [(0.0,) * 12]
         self._next: Counter[int] = Counter()
 
     def material(
@@ -82,16 +79,32 @@ class Canvas:
         hi: float = 4.0,
         stripes: float = 0.0,
         tiles: float = 0.0,
+        wave: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        jitter: float = 10.0,
     ) -> int:
-        """Register a material; returns its index. The colour gets a random jitter.
+        """Register a material; returns its index. The colour gets a random ``jitter``.
 
         ``lo`` / ``mid`` are relative amplitudes of coarse / medium noise (shading, leaves),
         ``hi`` the per-pixel grain in grey levels, ``stripes`` / ``tiles`` the contrast of
-        vertical slats (fences) and a tile grid (sidewalks).
+        vertical slats (fences) and a tile grid (sidewalks), ``wave`` a sinusoidal grating
+        (period px, angle deg, relative amplitude) with a random phase per material.
         """
-        col = np.clip(np.asarray(rgb, np.float64) + self.rng.normal(0, 10, 3), 0, 255)
-        self.mats.append((*col, lo, mid, hi, stripes, tiles))
+        col = np.clip(np.asarray(rgb, np.float64) + self.rng.normal(0, jitter, 3), 0, 255)
+        period, angle, amp = wave
+        k = 2 * np.pi / period if period > 0 else 0.0
+        kx, ky = k * np.cos(np.radians(angle)), k * np.sin(np.radians(angle))
+        phase = self.rng.uniform(0, 2 * np.pi)
+        self.mats.append((*col, lo, mid, hi, stripes, tiles, amp, kx, ky, phase))
         return len(self.mats) - 1
+
+    def family(self, name: str, shade: float = 1.0, colour: np.ndarray | None = None, **kw) -> int:
+        """Material of class ``name`` (``synth_style``): family colour and class texture.
+
+        ``colour`` reuses one instance's colour (its parts), scaled by ``shade``.
+        """
+        col = family_colour(self.rng, name) if colour is None else np.asarray(colour)
+        col = np.clip(col * shade, 0, 255)
+        return self.material(col, wave=texture(name, self.w), jitter=3.0, **kw)
 
     def new_instance(self, label_id: int) -> int:
         """Next provisional id ``label_id * 1000 + k`` (renumbered by ``finish_instances``)."""
@@ -135,10 +148,10 @@ def draw_vehicle(
     w, length, h, clear = (v * rng.uniform(0.92, 1.08) for v in VEHICLES[kind])
     label = LABEL[kind]
     inst = cv.new_instance(label)
-    colour = np.asarray(_CARS[rng.integers(len(_CARS))], np.float64)
-    body, side = cv.material(colour, hi=2.0), cv.material(colour * 0.78, hi=2.0)
-    glass, tyre = cv.material((35, 45, 62), hi=3.0), cv.material((22, 22, 22))
-    lamp = cv.material((250, 240, 200) if front else (210, 25, 25), hi=1.0)
+    colour = family_colour(rng, kind)
+    body, side = cv.family(kind, colour=colour, hi=2.0), cv.family(kind, 0.8, colour, hi=2.0)
+    glass, tyre = cv.family(kind, 0.5, colour, hi=3.0), cv.family(kind, 0.3, colour)
+    lamp = cv.family(kind, 1.3, colour, hi=1.0)
     x0, x1 = x - w / 2, x + w / 2
     hb = clear + (h - clear) * (0.55 if kind == "car" else 1.0)  # top of the lower body
     zs = (z + 0.15 * length, z + 0.82 * length)  # wheel positions
@@ -180,9 +193,11 @@ def draw_person(
 ) -> None:
     """Pedestrian billboard, feet at pixel (u, v), ``s`` pixels per camera height."""
     h, w = s * rng.uniform(1.05, 1.25), s * rng.uniform(0.28, 0.34)
-    skin = cv.material(_SKIN[rng.integers(len(_SKIN))], hi=2.0)
-    shirt = cv.material(rng.uniform(20, 235, 3), mid=0.08, hi=5.0)
-    pants = cv.material(rng.uniform(15, 110, 3), mid=0.05, hi=4.0)
+    name = "rider" if label == LABEL["rider"] else "person"
+    colour = family_colour(rng, name)
+    skin = cv.family(name, 1.25, colour, hi=2.0)
+    shirt = cv.family(name, colour=colour, mid=0.08, hi=5.0)
+    pants = cv.family(name, 0.65, colour, mid=0.05, hi=4.0)
     stride = rng.uniform(0, 0.3) * w
     for sd in (-1, 1):  # legs (apart when striding), arms
         leg = bar((u + sd * 0.22 * w, v - 0.5 * h), (u + sd * (0.2 * w + stride), v), 0.36 * w)
@@ -192,14 +207,15 @@ def draw_person(
     torso = np.array([(-0.5, -0.83), (0.5, -0.83), (0.42, -0.47), (-0.42, -0.47)]) * (w, h)
     cv.draw([torso + np.array([u, v])], shirt, label, inst)
     cv.draw([ellipse(u, v - 0.91 * h, 0.3 * w, 0.09 * h)], skin, label, inst)
-    cv.draw([ellipse(u, v - 0.95 * h, 0.3 * w, 0.05 * h)], cv.material((40, 30, 25)))
+    cv.draw([ellipse(u, v - 0.95 * h, 0.3 * w, 0.05 * h)], cv.family(name, 0.5, colour))
 
 
 def draw_bicycle(cv: Canvas, rng: np.random.Generator, u: float, v: float, s: float) -> None:
     """Side-view bicycle billboard (rings + frame bars), wheels on the ground row ``v``."""
     label = LABEL["bicycle"]
     inst = cv.new_instance(label)
-    tyre, frame = cv.material((25, 25, 25)), cv.material(rng.uniform(30, 230, 3), hi=2.0)
+    colour = family_colour(rng, "bicycle")
+    tyre, frame = cv.family("bicycle", 0.6, colour), cv.family("bicycle", colour=colour, hi=2.0)
     r, t, d = 0.33 * s, max(2.0, 0.07 * s), rng.choice([-1.0, 1.0])
     rear, front = (u - d * 0.38 * s, v - r), (u + d * 0.38 * s, v - r)
     for c in (rear, front):
@@ -222,22 +238,23 @@ def draw_bicycle(cv: Canvas, rng: np.random.Generator, u: float, v: float, s: fl
 def draw_pole(cv: Canvas, rng: np.random.Generator, u: float, v: float, s: float) -> None:
     """Pole with a traffic sign, a traffic light or nothing on top."""
     hp = rng.uniform(3.0, 4.5) * s
-    cv.draw([bar((u, v), (u, v - hp), 0.08 * s)], cv.material((130, 130, 135)), LABEL["pole"])
+    cv.draw([bar((u, v), (u, v - hp), 0.08 * s)], cv.family("pole"), LABEL["pole"])
     kind, top, r = rng.integers(3), v - hp, 0.25 * s
     if kind == 0:  # round, square or triangular sign
         sign = LABEL["traffic sign"]
-        face = cv.material([(200, 30, 30), (30, 80, 180), (230, 200, 30)][rng.integers(3)])
+        face = cv.family("traffic sign")
         shape = [
             ellipse(u, top + r, r, r),
             np.array([(u - r, top), (u + r, top), (u + r, top + 2 * r), (u - r, top + 2 * r)]),
             np.array([(u - r, top), (u + r, top), (u, top + 2 * r)]),
         ][rng.integers(3)]
         cv.draw([shape], face, sign)
-        cv.draw([(shape - (u, top + r)) * 0.6 + (u, top + r * 0.9)], cv.material((235, 235, 235)))
+        inner = (shape - (u, top + r)) * 0.6 + (u, top + r * 0.9)
+        cv.draw([inner], cv.family("traffic sign", 0.75))
     elif kind == 1:
         cv.draw(
             [bar((u, top), (u, top + 0.75 * s), 0.26 * s)],
-            cv.material((35, 35, 35)),
+            cv.family("traffic light"),
             LABEL["traffic light"],
         )
         for i, col in enumerate([(230, 40, 30), (240, 190, 30), (40, 220, 80)]):
@@ -248,8 +265,8 @@ def draw_pole(cv: Canvas, rng: np.random.Generator, u: float, v: float, s: float
 def draw_tree(cv: Canvas, rng: np.random.Generator, u: float, v: float, s: float) -> None:
     """Trunk and a crown of overlapping blobs, all vegetation (as Cityscapes labels trees)."""
     veg = LABEL["vegetation"]
-    cv.draw([bar((u, v), (u, v - 2.4 * s), 0.16 * s)], cv.material((90, 65, 45), hi=6), veg)
-    leaves = cv.material((60, 115, 40), lo=0.1, mid=0.25, hi=18.0)
+    cv.draw([bar((u, v), (u, v - 2.4 * s), 0.16 * s)], cv.family("vegetation", 0.6, hi=6), veg)
+    leaves = cv.family("vegetation", lo=0.1, mid=0.25, hi=18.0)
     for _ in range(rng.integers(3, 6)):
         cx, cy = u + rng.normal(0, 0.5) * s, v - rng.uniform(2.4, 3.4) * s
         rr = rng.uniform(0.6, 1.1) * s
@@ -275,23 +292,24 @@ def draw_street_side(
         z = 2.0
         while z < zend:
             za, zb, top = z, min(z + rng.uniform(5, 14), zend), rng.uniform(3, 12)
-            facade = cv.material(FACADES[rng.integers(len(FACADES))], lo=0.1)
+            colour = family_colour(rng, "building")
+            facade = cv.family("building", colour=colour, lo=0.1)
             cv.draw([cam.side(edge, 0, top, za, zb)], facade, LABEL["building"])
             fh, cw = rng.uniform(1.8, 2.3), rng.uniform(1.4, 2.2)
             floors, cols = np.arange(1.2, top - 1.2, fh), np.arange(za + 0.5, zb - 1.2, cw)
             y0, z0 = (g.ravel()[:, None] for g in np.meshgrid(floors, cols, indexing="ij"))
             ys, zs = y0 + np.array([0, 0, 0.55, 0.55]) * fh, z0 + np.array([0, 0.5, 0.5, 0]) * cw
-            cv.draw(list(cam.project(edge, ys, zs)), cv.material((50, 60, 78), lo=0.15, hi=3))
+            cv.draw(list(cam.project(edge, ys, zs)), cv.family("building", 0.55, colour, hi=3))
             z = zb
         return []
     zz = np.linspace(2, zend, 40)
     tops = 2.5 + np.abs(np.cumsum(rng.normal(0, 0.5, zz.size))) + rng.uniform(0, 1, zz.size)
     far = edge + sgn * rng.uniform(4, 14)
     hedge = cam.project(far, np.r_[np.zeros(zz.size), tops[::-1]], np.r_[zz, zz[::-1]])
-    cv.draw([hedge], cv.material((55, 100, 40), lo=0.12, mid=0.25, hi=16.0), LABEL["vegetation"])
+    cv.draw([hedge], cv.family("vegetation", lo=0.12, mid=0.25, hi=16.0), LABEL["vegetation"])
     if rng.random() < 0.4:
         fence = rng.random() < 0.6
-        mat = cv.material((150, 120, 95), stripes=0.25) if fence else cv.material((170, 165, 150))
+        mat = cv.family("fence", stripes=0.25) if fence else cv.family("wall")
         quad = cam.side(edge, 0, rng.uniform(0.4, 0.8), 2.0, rng.uniform(15, zend))
         cv.draw([quad], mat, LABEL["fence" if fence else "wall"])
     trees = []
@@ -317,7 +335,8 @@ def shade(cv: Canvas, rng: np.random.Generator) -> np.ndarray:
     at once or broadcasting over channels was 3x slower at 1024x2048.
     """
     h, w, m = cv.h, cv.w, cv.mat
-    tab = np.asarray(cv.mats, np.float32).T.copy()  # (8, M): r, g, b, lo, mid, hi, stripes, tiles
+    tab = np.asarray(cv.mats, np.float32).T.copy()  # (12, M): r, g, b, lo, mid, hi, stripes,
+    # tiles, wave amplitude, wave kx, ky, phase
     period = max(4, w // 96)
     stripes = ((np.arange(w) // max(2, period // 2)) % 2 * 2 - 1).astype(np.float32)
     lines = (np.arange(h) % period == 0)[:, None] | (np.arange(w) % (2 * period) == 0)[None, :]
@@ -325,6 +344,10 @@ def shade(cv: Canvas, rng: np.random.Generator) -> np.ndarray:
     gain += np.take(tab[4], m) * _noise(rng, h, w, w / 200)
     gain += np.take(tab[6], m) * stripes[None, :]
     gain -= np.take(tab[7], m) * lines
+    if tab[8].any():  # class gratings: amp * sin(kx u + ky v + phase), per material
+        uu, vv = np.arange(w, dtype=np.float32)[None, :], np.arange(h, dtype=np.float32)[:, None]
+        arg = np.take(tab[9], m) * uu + np.take(tab[10], m) * vv + np.take(tab[11], m)
+        gain += np.take(tab[8], m) * np.sin(arg)
     grain = np.take(tab[5], m) * _noise(rng, h, w, max(1, round(w / 512)))
     light = rng.uniform(0.8, 1.15) * rng.uniform(0.93, 1.07, 3)
     planes = []

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from spino_core.data import classes
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -20,6 +22,9 @@ img { max-width: 100%; border: 1px solid #ddd; }
 figure { margin: 0 0 1.5em; } figcaption { font-size: 0.9em; color: #555; }
 .note { background: #fff7d6; border-left: 4px solid #e0b000; padding: 4px 10px; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.key { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 0.9em; margin: 0.3em 0 1em; }
+.key span.sw { display: inline-block; width: 1.1em; height: 1.1em; vertical-align: -0.2em;
+  border: 1px solid #888; margin-right: 4px; }
 """
 
 
@@ -65,6 +70,37 @@ def _per_class(rows: Sequence[dict]) -> str:
     return _table(head, body)
 
 
+def _colour_key(rows: Sequence[dict]) -> str:
+    """Swatches of the class colours used in the pictures (Cityscapes' palette)."""
+    items = []
+    for r in rows:
+        try:
+            rgb = classes.by_label_id(int(r["category_id"])).color
+        except KeyError:
+            rgb = (128, 128, 128)
+        kind = "thing" if r["isthing"] else "stuff"
+        items.append(
+            f'<span><span class="sw" style="background: rgb{tuple(int(v) for v in rgb)}">'
+            f"</span>{escape(str(r['name']))} <small>({kind})</small></span>"
+        )
+    note = (
+        "<p><small>Panels: image | prediction | ground truth. Each thing instance is drawn in "
+        "its own shade of its class colour with a white contour; black = void.</small></p>"
+    )
+    return '<div class="key">' + "".join(items) + "</div>" + note
+
+
+def _provenance(lines: Sequence[tuple[str, str]]) -> str:
+    """(what, value) lines; http(s) values become links."""
+    rows = []
+    for key, value in lines:
+        cell = escape(value)
+        if value.startswith(("http://", "https://")):
+            cell = f'<a href="{escape(value)}">{cell}</a>'
+        rows.append(f'<tr><td class="l">{escape(key)}</td><td class="l">{cell}</td></tr>')
+    return "<table>" + "".join(rows) + "</table>"
+
+
 def _figure(src: str, caption: str) -> str:
     return (
         f'<figure><a href="{escape(src)}"><img src="{escape(src)}" alt="{escape(caption)}"></a>'
@@ -83,6 +119,7 @@ def render_report_html(
     notes: Sequence[str],
     failed: Sequence[dict],
     missing: Sequence[Any],
+    provenance: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The page as a string.
 
@@ -95,6 +132,8 @@ def render_report_html(
         notes: warnings to show near the top (e.g. a skipped plot).
         failed: manifest rows whose status is not ``ok`` (``stem``, ``shard``, ``error``).
         missing: ground-truth image ids without a prediction.
+        provenance: (what, value) lines saying where the numbers come from (backbone and
+            its weights, k, commit, model version, MLflow run link); http(s) values link.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -104,11 +143,13 @@ def render_report_html(
         *(f'<p class="note">{escape(n)}</p>' for n in notes),
         "<h2>Summary</h2>",
         _summary(metrics, coverage),
+        *(["<h2>Provenance</h2>", _provenance(provenance)] if provenance else []),
         "<h2>Per class</h2>",
         _per_class(class_rows),
         "<h2>Plots</h2>",
         '<div class="plots">' + "".join(_figure(s, c) for s, c in plots) + "</div>",
         "<h2>Examples (ranked by per-image PQ)</h2>",
+        _colour_key(class_rows),
         *(_figure(s, c) for s, c in overlays),
     ]
     if not overlays:

@@ -175,6 +175,7 @@ def build_quality_report(
     title: str = "Pseudo-label quality",
     n_overlays: int = 3,
     workers: int | None = None,
+    provenance: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """Evaluate a COCO-panoptic prediction set against ground truth and write the report.
 
@@ -190,6 +191,7 @@ def build_quality_report(
         title: page heading.
         n_overlays: pictures spread from best to worst per-image PQ (3: best, median, worst).
         workers: processes for the evaluation (default: all cores).
+        provenance: (what, value) lines shown on the page (backbone, k, commit, run link).
 
     Returns:
         ``{"metrics", "images", "missing_predictions", "unmatched_predictions", "failed",
@@ -242,10 +244,10 @@ def build_quality_report(
     if values:
         plot_paths["confidence"] = out / "confidence.png"
         plots.plot_confidence(values, plot_paths["confidence"])
-    else:
+    else:  # without a manifest (student predictions) there is nothing to plot: no note
         skipped.append("confidence.png")
-        why = "no manifest was given" if manifest is None else "the manifest has no confidences"
-        notes.append(f"Confidence histogram skipped: {why}.")
+        if manifest is not None:
+            notes.append("Confidence histogram skipped: the manifest has no confidences.")
     paths["plots"] = plot_paths
 
     overlays = _write_overlays(ev, _loader(image_loader, rows), out, n_overlays)
@@ -271,6 +273,7 @@ def build_quality_report(
         notes=notes,
         failed=failed,
         missing=ev.missing,
+        provenance=provenance,
     )
     write_text_atomic(paths["index_html"], page)
     return {

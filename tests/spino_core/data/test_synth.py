@@ -202,3 +202,39 @@ def test_bad_parameters_fail_early(tmp_path: Path, bad: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         synth.generate_synthetic_dataset(tmp_path / "raw", progress=False, **kwargs)
     assert not (tmp_path / "raw").exists()
+
+
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 RGB -> (N,) hue in degrees."""
+    hsv = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(1, -1, 3), cv2.COLOR_RGB2HSV)
+    return hsv[0, :, 0].astype(np.float64) * 2
+
+
+def test_thing_classes_keep_their_colour_family_through_instances_and_light() -> None:
+    """The property the random-weight backbone relies on (synth_style): a class is told by
+    its colour family, whatever the instance, its parts, the shading and the light."""
+    from spino_core.data.synth_style import FAMILY
+
+    seen = set()
+    for i in range(8):
+        image, label, _ = synth.render_scene(np.random.default_rng([0, 0, i]), H, W)
+        for name in ("car", "person", "rider", "bus", "bicycle"):
+            mask = label == by_name_id(name)
+            if mask.sum() < 100:
+                continue
+            seen.add(name)
+            family = _hue(np.array([FAMILY[name]]))[0]
+            off = np.abs((_hue(image[mask]) - family + 180) % 360 - 180)
+            assert np.median(off) < 20, (i, name, np.median(off))
+    assert {"car", "person"} <= seen
+
+
+def by_name_id(name: str) -> int:
+    return next(c.label_id for c in ALL_LABELS if c.name == name)
+
+
+def test_texture_period_scales_with_the_image_width() -> None:
+    from spino_core.data.synth_style import texture
+
+    assert texture("car", 1024)[0] == 2 * texture("car", 512)[0] > 0
+    assert texture("road", 512) == (0.0, 0.0, 0.0)  # untextured classes: no grating

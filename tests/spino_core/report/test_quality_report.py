@@ -238,7 +238,7 @@ def test_missing_predictions_no_manifest_and_stale_files(sets: dict, tmp_path: P
         *("best.png", "median.png", "worst.png")
     ]
     page = (out / "index.html").read_text()
-    assert "Student &lt;eval&gt;" in page and "Confidence histogram skipped" in page
+    assert "Student &lt;eval&gt;" in page and "Confidence histogram skipped" not in page
     assert "without a prediction (1)" in page
 
 
@@ -274,3 +274,27 @@ def test_render_overlay_shape_colours_and_contours() -> None:
     assert pic.shape == (max(36, H // 8) + H, 3 * W, 3) and pic.dtype == np.uint8
     assert overlay_picks(3, 5) == [("best", 0), ("median", 1), ("worst", 2)]
     assert [n for n, _ in overlay_picks(101, 5)] == ["best", "p25", "median", "p75", "worst"]
+
+
+def test_html_has_a_class_colour_key_and_the_provenance(sets: dict, tmp_path: Path) -> None:
+    images = sets["images"]
+    provenance = [
+        ("backbone", "vit_small_patch14_dinov2.lvd142m, weights: random"),
+        ("MLflow run", "http://localhost:5000/#/experiments/1/runs/abc<1>"),
+    ]
+    build_quality_report(
+        gt_json=sets["gt"][0],
+        gt_dir=sets["gt"][1],
+        pred_json=sets["pred"][0],
+        pred_dir=sets["pred"][1],
+        image_loader=lambda image_id: cv2.imread(str(images[image_id]))[..., ::-1],
+        out_dir=tmp_path / "out",
+        workers=1,
+        provenance=provenance,
+    )
+    page = (tmp_path / "out" / "index.html").read_text()
+    # one swatch per class of the table, in Cityscapes' colours (car: 0, 0, 142)
+    assert page.count('class="sw"') == len(coco_categories())
+    assert 'style="background: rgb(0, 0, 142)"></span>car <small>(thing)</small>' in page
+    assert "<h2>Provenance</h2>" in page and "weights: random" in page
+    assert '<a href="http://localhost:5000/#/experiments/1/runs/abc&lt;1&gt;">' in page
