@@ -21,7 +21,10 @@ Usage::
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/student_ablation.py --params params.yaml \\
         --k 10 --steps 200 [--variants pyramid,adapter_mean] [-S key=value ...] \\
         [--workdir DIR] [--out benchmarks/results/student_ablation.json]
-    .venv/bin/python benchmarks/student_ablation.py --smoke    # tiny, ~2 min
+    .venv/bin/python benchmarks/student_ablation.py --smoke    # tiny, a few minutes
+    # step time only (random images, no data): forward + backward + Adam per variant
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/student_ablation.py --time-steps 5 \
+        --variants pyramid,adapter_mean,adapter_noinject_mean
 """
 
 from __future__ import annotations
@@ -72,7 +75,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--smoke", action="store_true", help="tiny everything (quality.py's)")
+    p.add_argument(
+        "--time-steps",
+        type=int,
+        default=0,
+        help="only time N forward+backward steps per variant on random images (no data)",
+    )
     return p.parse_args(argv)
+
+
+def time_variants(cfg: Any, names: list[str], n_steps: int) -> int:
+    """Seconds per training step (forward + backward + Adam, batch of random uint8 images)."""
+    backbone = create_backbone(cfg.backbone)
+    print("| variant | s / step | trainable params |\n|---|---|---|")
+    for name in names:
+        student_cfg = dataclasses.replace(cfg.student, **VARIANTS[name])
+        model = create_student(cfg.backbone, student_cfg, backbone=backbone)
+        opt = torch.optim.Adam(model.heads.parameters(), lr=1e-4)
+        h, w = model.input_size
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(0, 256, (student_cfg.batch_size, 3, h, w), dtype=torch.uint8, generator=g)
+        times = []
+        for _ in range(n_steps + 1):  # the first step (allocations) is not counted
+            t = time.perf_counter()
+            out = model.heads(model.features(x), model.input_size)
+            loss = sum(v.float().pow(2).mean() for v in out.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        n_params = sum(p.numel() for p in model.heads.parameters())
+        print(f"| {name} | {sum(times[1:]) / n_steps:.2f} | {n_params / 1e6:.2f} M |", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"student.steps={args.steps}")
     overrides += ["mlflow.enabled=false", f"student.checkpoint_every={10**9}"]
     cfg = load_config(args.params, overrides)
+    if args.time_steps:
+        return time_variants(cfg, names, args.time_steps)
     k = 2 if args.smoke else args.k
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="spino-ablation-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
