@@ -45,6 +45,7 @@ import quality as q
 from spino_core.atomic import write_json_atomic
 from spino_core.config import load_config
 from spino_core.data.datasets import open_dataset
+from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.models.backbone import create_backbone
 from spino_core.models.student import create_student
@@ -75,6 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--smoke", action="store_true", help="tiny everything (quality.py's)")
+    p.add_argument(
+        "--reuse-pipeline",
+        action="store_true",
+        help="reuse the split/heads/pseudo-labels a previous run left in --workdir",
+    )
     p.add_argument(
         "--time-steps",
         type=int,
@@ -130,20 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or workdir / "student_ablation.json").resolve()
     t0 = time.perf_counter()
     raw = Path(cfg.paths.raw)
-    s = cfg.synth
-    generate_synthetic_dataset(
-        raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed
-    )
+    kcfg = q.k_config(cfg, k, workdir / f"k{k}")
+    pseudo_dir = Path(kcfg.paths.pseudo)
+    reuse = args.reuse_pipeline and (pseudo_dir / PANOPTIC_JSON).is_file()
+    if not reuse:
+        s = cfg.synth
+        generate_synthetic_dataset(
+            raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed
+        )
     train = open_dataset(cfg.data.layout, raw, cfg.data.train_split)
     val = open_dataset(cfg.data.layout, raw, cfg.data.val_split)
-    val_gt = q.convert_gt(val, workdir / "gt_val")
+    if reuse:
+        val_gt = (workdir / "gt_val" / "panoptic.json", workdir / "gt_val" / "panoptic")
+    else:
+        val_gt = q.convert_gt(val, workdir / "gt_val")
     backbone = create_backbone(cfg.backbone)
     bench = q.Bench(cfg, workdir, out, train, val, backbone, val_gt, 2)
-    kcfg = q.k_config(cfg, k, workdir / f"k{k}")
-    split = q.make_split(bench, kcfg)
-    q.fit_heads(bench, kcfg)
-    q.pseudo_label(bench, kcfg)
-    pseudo_dir = Path(kcfg.paths.pseudo)
+    if reuse:  # the same split, heads and pseudo-labels as a previous run in --workdir
+        split = {"labelled": read_stem_list(Path(kcfg.paths.split) / LABELLED_FILE)}
+    else:
+        split = q.make_split(bench, kcfg)
+        q.fit_heads(bench, kcfg)
+        q.pseudo_label(bench, kcfg)
     pseudo = open_pseudo_set(pseudo_dir / PANOPTIC_JSON, pseudo_dir / PANOPTIC_DIR, train)
     gt = [train.load(stem) for stem in split["labelled"]]
     print(f"pipeline ready in {time.perf_counter() - t0:.0f} s", flush=True)
