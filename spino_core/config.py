@@ -263,10 +263,27 @@ class StudentConfig:
 
     input_height: int = 448
     input_width: int = 896
-    adapter_channels: int = 256  # adapter output = feature pyramid width
+    # simple_pyramid: ViTDet-style pyramid from backbone.blocks (ours, cheap); vit_adapter:
+    # the official student's ViT-Adapter (spino_core/models/vit_adapter.py).
+    adapter: Literal["simple_pyramid", "vit_adapter"] = "simple_pyramid"
+    adapter_channels: int = 256  # simple pyramid width (the ViT-Adapter uses embed_dim)
+    adapter_blocks: list[int] = field(default_factory=lambda: [2, 5, 8, 11])  # ViT-Adapter
+    # ViT-Adapter injectors feed the frozen blocks (official; backprop through the ViT) or
+    # not (extractors only: the ViT runs without grad, ~2-3x cheaper).
+    adapter_inject: bool = True
     decoder_channels: int = 128
-    center_sigma: float = 8.0  # Gaussian heatmap sigma in full-resolution pixels
+    center_sigma: float = 8.0  # Gaussian heatmap sigma, in pixels of center_sigma_at
+    # full_resolution: sigma in original-image pixels, scaled with the resize (ours);
+    # input: sigma in network-input pixels (official: 8 px at 448x896).
+    center_sigma_at: Literal["full_resolution", "input"] = "full_resolution"
+    # Training views: random crop of crop_scale (side fraction) resized to the input, flip,
+    # colour jitter. Official: [1.0, 1.0] (whole image) and hue_jitter 0.1.
+    crop_scale: list[float] = field(default_factory=lambda: [0.75, 1.0])
+    hue_jitter: float = 0.0  # max hue shift as a fraction of the colour circle
     semantic_weight: float = 1.0
+    # normalised: center/offset losses are masked means (detectron2; fit weights 200 / 0.01);
+    # mean: plain means over all pixels (official SPINO, weights 20 / 0.1).
+    instance_loss: Literal["normalised", "mean"] = "normalised"
     center_weight: float = 20.0
     offset_weight: float = 0.1
     bootstrap_ratio: float = 0.2
@@ -277,11 +294,17 @@ class StudentConfig:
     small_instance_px: int = 4096
     small_instance_weight: float = 3.0
     mixed_batches: bool = True  # one ground-truth sample from the k labelled images per batch
-    batch_size: int = 4
+    # Under DDP: per_gpu = one GT in every rank's batch (world GTs per step); per_step =
+    # exactly one GT in the global batch of each optimisation step (the paper's rule).
+    mixed_batches_scope: Literal["per_gpu", "per_step"] = "per_gpu"
+    batch_size: int = 4  # per process (device)
     steps: int = 2000
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "adam"] = "adamw"
+    lr_schedule: Literal["poly", "step"] = "poly"  # poly: (1 - t/T)^0.9; step: see lr_step
+    lr_step: int = 0  # step schedule: lr x lr_gamma from this step on
+    lr_gamma: float = 0.1
     checkpoint_every: int = 200
     device: str = "auto"
     seed: int = 0
@@ -289,7 +312,10 @@ class StudentConfig:
     center_threshold: float = 0.1
     nms_kernel: int = 7
     top_k: int = 200
-    stuff_area: int = 2048  # stuff segments smaller than this become void
+    stuff_area: int = 2048  # stuff segments smaller than this become void (px of that grid)
+    # output: upsample the three outputs to the image, then group (ours); network: group at
+    # the network input size, then upsample the panoptic map nearest (official, faster).
+    postprocess_at: Literal["output", "network"] = "output"
 
     def __post_init__(self) -> None:
         for key in (
@@ -312,9 +338,18 @@ class StudentConfig:
             _fail("student.bootstrap_ratio", f"must be in (0, 1], got {self.bootstrap_ratio}")
         if not 0.0 <= self.center_threshold <= 1.0:
             _fail("student.center_threshold", f"must be in [0, 1], got {self.center_threshold}")
-        for key in ("center_sigma", "lr"):
+        for key in ("center_sigma", "lr", "lr_gamma"):
             if getattr(self, key) <= 0:
                 _fail(f"student.{key}", f"must be > 0, got {getattr(self, key)}")
+        lo_hi = self.crop_scale
+        if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
+            _fail("student.crop_scale", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {lo_hi}")
+        if not 0.0 <= self.hue_jitter <= 0.5:
+            _fail("student.hue_jitter", f"must be in [0, 0.5], got {self.hue_jitter}")
+        if self.lr_schedule == "step" and self.lr_step < 1:
+            _fail("student.lr_step", f"must be >= 1 with lr_schedule: step, got {self.lr_step}")
+        if self.adapter == "vit_adapter" and not self.adapter_blocks:
+            _fail("student.adapter_blocks", "must name at least one block for vit_adapter")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
 """The student: Panoptic-DeepLab heads on a frozen DINOv2 through a small trainable adapter.
 
-The backbone gives patch tokens at stride 14 only. Panoptic-DeepLab decodes from a pyramid
-at strides 4, 8 and 16, so a ViTDet-style *simple feature pyramid* (transposed convolutions
-up, a resize to the exact stride, two convolutions) builds it from the last patch map. On
-top sit Panoptic-DeepLab's two decoders (ASPP on 1/16, then fused with the 1/8 and 1/4
-levels) and three heads, all predicting at 1/4 of the input and upsampled bilinearly:
+Panoptic-DeepLab decodes from a feature pyramid; ``student.adapter`` chooses how it is built:
+
+- ``simple_pyramid`` (ours, cheap): a ViTDet-style *simple feature pyramid* (transposed
+  convolutions up, a resize to the exact stride, two convolutions) from the patch tokens
+  of ``backbone.blocks`` (stride 14), giving strides 4, 8 and 16;
+- ``vit_adapter`` (the official SPINO student): a ViT-Adapter
+  (:mod:`spino_core.models.vit_adapter`) interacting with the frozen ViT after
+  ``student.adapter_blocks``, giving ``embed_dim`` channels at strides 4, 8, 16 and 32.
+
+On top sit Panoptic-DeepLab's two decoders (ASPP on the coarsest level, then fused with each
+finer level down to 1/4) and three heads, all predicting at 1/4 of the input and upsampled
+bilinearly:
 
 - ``semantic``: (B, 19, H, W) class logits (trainIds);
 - ``center``: (B, 1, H, W) instance-center heatmap, regressed directly (no sigmoid);
@@ -26,9 +33,10 @@ from torch import nn
 from spino_core.config import BackboneConfig, StudentConfig
 from spino_core.data.classes import NUM_CLASSES
 from spino_core.errors import ConfigError
-from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
+from spino_core.models.backbone import DinoBackbone, create_backbone, preprocess, snap_to_patch
+from spino_core.models.vit_adapter import ViTAdapter
 
-STRIDES: tuple[int, int, int] = (4, 8, 16)  # pyramid levels, relative to the input
+STRIDES: tuple[int, int, int] = (4, 8, 16)  # simple pyramid levels, relative to the input
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -93,8 +101,9 @@ class SimpleFeaturePyramid(nn.Module):
         # 14 / 4 = 3.5 -> up x4 then shrink; 14 / 8 -> up x2 then shrink; 14 -> 16: shrink only
         self.levels = nn.ModuleList(PyramidLevel(in_ch, ch, n) for n in (2, 1, 0))
 
-    def forward(self, tokens: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor]:
-        """(B, C, H/14, W/14) + input (H, W) -> [(B, D, ceil(H/s), ceil(W/s)) for s in 4, 8, 16]."""
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        """[(B, C_i, H/14, W/14)] + input (H, W) -> [(B, D, ceil(H/s), ceil(W/s)), s = 4, 8, 16]."""
+        tokens = torch.cat(feats, dim=1)  # blocks side by side: (B, sum C_i, H/14, W/14)
         return [
             lvl(tokens, level_size(size, s)) for lvl, s in zip(self.levels, STRIDES, strict=True)
         ]
@@ -130,18 +139,26 @@ class FuseUp(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Panoptic-DeepLab decoder: ASPP(1/16) -> fuse 1/8 -> fuse 1/4; output (B, ch, H/4, W/4)."""
+    """Panoptic-DeepLab decoder: ASPP on the coarsest level, then fuse each finer one.
 
-    def __init__(self, in_ch: int, ch: int):
+    Levels fine to coarse (strides 4, 8, 16[, 32]); output (B, ch, H/4, W/4).
+    """
+
+    def __init__(self, in_ch: int, ch: int, n_levels: int = 3):
         super().__init__()
         proj = max(8, ch // 4)
         self.aspp = ASPP(in_ch, ch)
+        if n_levels == 4:  # the ViT-Adapter's extra 1/32 level: one more fusion step
+            self.fuse16 = FuseUp(ch, in_ch, proj, ch)
         self.fuse8 = FuseUp(ch, in_ch, proj, ch)
         self.fuse4 = FuseUp(ch, in_ch, proj // 2, ch)
 
     def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
-        p4, p8, p16 = pyramid
-        return self.fuse4(self.fuse8(self.aspp(p16), p8), p4)
+        *finer, coarsest = pyramid
+        x = self.aspp(coarsest)
+        if len(finer) == 3:
+            x = self.fuse16(x, finer.pop())
+        return self.fuse4(self.fuse8(x, finer[1]), finer[0])
 
 
 class PredictionHead(nn.Sequential):
@@ -152,23 +169,35 @@ class PredictionHead(nn.Sequential):
 
 
 class PanopticHeads(nn.Module):
-    """Everything trainable: adapter + semantic and instance decoders + three heads."""
+    """Everything trainable: adapter + semantic and instance decoders + three heads.
+
+    ``adapter`` maps the student's features and the input (H, W) to ``n_levels`` maps of
+    ``level_ch`` channels, fine to coarse (:class:`SimpleFeaturePyramid`, ViT-Adapter).
+    """
 
     def __init__(
-        self, in_ch: int, adapter_ch: int, decoder_ch: int, num_classes: int = NUM_CLASSES
+        self,
+        adapter: nn.Module,
+        level_ch: int,
+        n_levels: int,
+        decoder_ch: int,
+        num_classes: int = NUM_CLASSES,
     ):
         super().__init__()
         inst_ch = max(8, decoder_ch // 2)  # as Panoptic-DeepLab: a lighter instance branch
-        self.adapter = SimpleFeaturePyramid(in_ch, adapter_ch)
-        self.semantic_decoder = Decoder(adapter_ch, decoder_ch)
-        self.instance_decoder = Decoder(adapter_ch, inst_ch)
+        self.adapter = adapter
+        self.semantic_decoder = Decoder(level_ch, decoder_ch, n_levels)
+        self.instance_decoder = Decoder(level_ch, inst_ch, n_levels)
         self.semantic = PredictionHead(decoder_ch, decoder_ch, num_classes)
         self.center = PredictionHead(inst_ch, inst_ch, 1)
         self.offset = PredictionHead(inst_ch, inst_ch, 2)
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """[(B, C_i, H/14, W/14)] per block + input (H, W) -> outputs at (H, W) (module doc)."""
-        pyramid = self.adapter(torch.cat(feats, dim=1), size)  # 3 x (B, A, H/s, W/s)
+        """Student features (:meth:`StudentModel.features`) + input (H, W) -> outputs at (H, W)."""
+        if isinstance(self.adapter, ViTAdapter):
+            pyramid = self.adapter(feats[0])  # 4 x (B, C, H/s, W/s)
+        else:
+            pyramid = self.adapter(feats, size)  # 3 x (B, A, H/s, W/s)
         sem, inst = self.semantic_decoder(pyramid), self.instance_decoder(pyramid)  # 1/4
         scale = size[0] / inst.shape[-2]  # 1/4 -> input pixels: offsets grow with the map
         return {
@@ -188,7 +217,15 @@ class StudentModel(nn.Module):
         self.input_size = snap_to_patch(*input_size)  # (H, W), multiples of 14
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H0, W0) uint8/float -> [(B, C, H/14, W/14)] frozen features (no grad)."""
+        """(B, 3, H0, W0) uint8/float -> what the heads read.
+
+        Simple pyramid: [(B, C, H/14, W/14)] frozen features per backbone block (no grad).
+        ViT-Adapter: [(B, 3, H, W)] the normalised input: the adapter runs the frozen ViT.
+        """
+        if isinstance(self.heads.adapter, ViTAdapter):
+            device = next(self.backbone.parameters()).device
+            b = self.backbone
+            return [preprocess(images.to(device), self.input_size, b.mean, b.std)]
         return self.backbone(images, self.input_size)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -223,8 +260,15 @@ def create_student(
         if backbone is None:
             backbone = create_backbone(backbone_cfg)
         torch.manual_seed(student_cfg.seed)  # same heads whether or not a backbone is given
-        heads = PanopticHeads(
-            backbone.out_channels, student_cfg.adapter_channels, student_cfg.decoder_channels
-        )
+        heads = _create_heads(backbone, student_cfg)
     size = (student_cfg.input_height, student_cfg.input_width)
     return StudentModel(backbone, heads, size)
+
+
+def _create_heads(backbone: DinoBackbone, cfg: StudentConfig) -> PanopticHeads:
+    """The trainable part for ``cfg.adapter`` (initialised from the current RNG state)."""
+    if cfg.adapter == "vit_adapter":
+        adapter = ViTAdapter(backbone.vit, cfg.adapter_blocks, inject=cfg.adapter_inject)
+        return PanopticHeads(adapter, backbone.embed_dim, 4, cfg.decoder_channels)
+    adapter = SimpleFeaturePyramid(backbone.out_channels, cfg.adapter_channels)
+    return PanopticHeads(adapter, cfg.adapter_channels, 3, cfg.decoder_channels)

@@ -13,12 +13,14 @@ so a run resumed at step t sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -37,8 +39,17 @@ from spino_core.student.targets import (
 )
 from spino_core.training.augment import AugmentParams, augment_view, resize_view
 
-# Student views: milder zoom than the label generator's (the student sees whole scenes).
-STUDENT_AUGMENT = AugmentParams(crop_scale=(0.75, 1.0))
+
+def shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
+    """(H, W, 3) uint8 RGB with its hue turned by ``shift`` of the colour circle (in HSV).
+
+    As torchvision's ``adjust_hue`` (the official student's ColorJitter(hue=0.1)); OpenCV's
+    8-bit hue has 180 steps, so the shift is rounded to 2 degrees.
+    """
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    hue = hsv[..., 0].astype(np.int16) + round(shift * 180)
+    hsv[..., 0] = np.mod(hue, 180).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 class MixedBatchSampler:
@@ -141,11 +152,13 @@ class StudentDataset(torch.utils.data.Dataset):
     """Pseudo-labelled then ground-truth samples as (augmented) views with their targets.
 
     ``size`` is the network input (H, W). A view is a random flip + random-scale crop
-    resized to ``size`` (labels nearest) + colour jitter, then ``make_targets`` on it.
-    ``center_sigma`` and ``small_instance_px`` are in pixels of the original image; they
-    are scaled by the plain resize factor, so at zoom 1 the heatmap covers the same part of
-    an object at any training resolution (and, as in Panoptic-DeepLab, a zoomed-in view
-    keeps the sigma of its nominal resolution).
+    (``student.crop_scale``; [1, 1] = the whole image, official) resized to ``size`` (labels
+    nearest) + colour jitter (+ ``hue_jitter``), then ``make_targets`` on it.
+    ``small_instance_px`` is in pixels of the original image, and so is ``center_sigma``
+    with ``center_sigma_at: full_resolution``: they are scaled by the plain resize factor,
+    so at zoom 1 the heatmap covers the same part of an object at any training resolution
+    (and, as in Panoptic-DeepLab, a zoomed-in view keeps the sigma of its nominal
+    resolution). With ``center_sigma_at: input`` (official) sigma is in input pixels.
     """
 
     def __init__(
@@ -185,17 +198,21 @@ class StudentDataset(torch.utils.data.Dataset):
         """One view: image (3, H, W) uint8 tensor + targets (see ``StudentTargets``)."""
         image, label = self.label(index)
         if self.augment:
-            view = augment_view(
-                image, label.semantic, label.instance, self.size, rng, STUDENT_AUGMENT
-            )
+            params = AugmentParams(crop_scale=tuple(self.cfg.crop_scale))
+            view = augment_view(image, label.semantic, label.instance, self.size, rng, params)
+            if self.cfg.hue_jitter > 0:
+                shift = rng.uniform(-self.cfg.hue_jitter, self.cfg.hue_jitter)
+                view = dataclasses.replace(view, image=shift_hue(view.image, shift))
         else:
             view = resize_view(image, label.semantic, label.instance, self.size)
         scale = math.sqrt(self.size[0] * self.size[1] / (image.shape[0] * image.shape[1]))
+        # official: sigma in network-input pixels; ours: in original pixels, scaled
+        sigma_scale = 1.0 if self.cfg.center_sigma_at == "input" else scale
         t = make_targets(
             view.semantic,
             view.instance,
             thing_ids=THING_TRAIN_IDS,
-            sigma=self.cfg.center_sigma * scale,
+            sigma=self.cfg.center_sigma * sigma_scale,
             small_instance_px=max(1, round(self.cfg.small_instance_px * scale**2)),
             small_instance_weight=self.cfg.small_instance_weight,
         )
@@ -217,18 +234,43 @@ class StudentDataset(torch.utils.data.Dataset):
 class StepBatches(torch.utils.data.Dataset):
     """Global step -> collated batch: what a ``DataLoader`` (batch_size=None) iterates.
 
-    Rank ``r`` of ``world`` takes mixed batch ``step * world + r`` (a DistributedSampler
-    over batches); slot j's augmentation draws from ``default_rng([seed, step, r, j])``.
-    Loading in worker processes therefore never changes what a step sees.
+    ``scope="per_gpu"``: rank ``r`` of ``world`` takes mixed batch ``step * world + r`` (a
+    DistributedSampler over batches), so every rank's batch holds one ground-truth sample.
+    ``scope="per_step"``: ``sampler`` makes *global* batches of ``world * batch_size``
+    indices, one ground truth each; rank ``r`` takes its ``batch_size`` share, the ground
+    truth going to rank ``step % world`` (the others get pseudo-labels only), so each
+    optimisation step sees exactly one. With ``world=1`` both are the same.
+    Slot j's augmentation draws from ``default_rng([seed, step, r, j])``: loading in worker
+    processes never changes what a step sees.
     """
 
     def __init__(
-        self, dataset: StudentDataset, sampler: MixedBatchSampler, *, rank: int = 0, world: int = 1
+        self,
+        dataset: StudentDataset,
+        sampler: MixedBatchSampler,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        scope: str = "per_gpu",
     ) -> None:
+        if scope not in ("per_gpu", "per_step"):
+            raise ValueError(f"StepBatches: scope must be per_gpu or per_step, got {scope!r}")
+        if scope == "per_step" and sampler.batch_size % world:
+            raise ValueError(
+                f"StepBatches: global batch {sampler.batch_size} not divisible by world {world}"
+            )
         self.dataset, self.sampler, self.rank, self.world = dataset, sampler, rank, world
+        self.scope = scope
 
     def indices(self, step: int) -> list[int]:
-        return self.sampler.batch(step * self.world + self.rank)
+        if self.scope == "per_gpu" or self.world == 1:
+            return self.sampler.batch(step * self.world + self.rank)
+        batch = self.sampler.batch(step)
+        per_rank = self.sampler.batch_size // self.world
+        if self.sampler.mixed:  # move the GT (last) to the end of rank step % world's share
+            at = (step % self.world) * per_rank + per_rank - 1
+            batch = batch[:at] + batch[-1:] + batch[at:-1]
+        return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __getitem__(self, step: int) -> dict[str, Any]:
         seed = self.dataset.cfg.seed

@@ -10,6 +10,12 @@ As detectron2's ``PanopticDeepLab`` (with our config's weights):
   those pixels (not twice it: the two channels of a pixel count once, as detectron2 does).
 
 A batch without any weighted pixel for a term gives a differentiable zero for it.
+
+``student.instance_loss: mean`` switches center and offset to the official SPINO losses
+(``panoptic_segmentation_model/algos/instance_seg.py``): plain means over *all* pixels and
+channels, weights ignored (stuff pixels learn a zero offset). Their scale differs: the
+official weights 20 / 0.1 go with ``mean``; the normalised ones with Panoptic-DeepLab's
+200 / 0.01 (detectron2 config).
 """
 
 from __future__ import annotations
@@ -98,7 +104,11 @@ def student_loss(
         batch["semantic_weight"],
         ratio=cfg.bootstrap_ratio,
     )
-    ctr = center_loss(outputs["center"], batch["center"], batch["center_weight"])
-    off = offset_loss(outputs["offset"], batch["offset"], batch["offset_weight"])
+    if cfg.instance_loss == "mean":
+        ctr = F.mse_loss(outputs["center"], batch["center"].reshape(outputs["center"].shape))
+        off = F.l1_loss(outputs["offset"], batch["offset"].to(outputs["offset"].dtype))
+    else:
+        ctr = center_loss(outputs["center"], batch["center"], batch["center_weight"])
+        off = offset_loss(outputs["offset"], batch["offset"], batch["offset_weight"])
     total = cfg.semantic_weight * sem + cfg.center_weight * ctr + cfg.offset_weight * off
     return StudentLoss(total, sem, ctr, off)

@@ -3,7 +3,8 @@
 The network runs at its training input size; its three outputs are upsampled bilinearly
 to the image's own size (offsets scaled per axis) before Panoptic-DeepLab's center grouping
 (:func:`~spino_core.student.postprocess.panoptic_inference`), so segments are as sharp as
-the image. Images are resized to the input size exactly as the training views were
+the image (``student.postprocess_at: output``); or (``network``, official) the grouping
+runs at the network size and the panoptic map is upsampled nearest, which is faster. Images are resized to the input size exactly as the training views were
 (area when shrinking, bilinear when enlarging), then batched.
 
 Output folder::
@@ -67,10 +68,16 @@ def _to_input(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 def _panoptic(
     outputs: dict[str, torch.Tensor], i: int, out_size: tuple[int, int], cfg: StudentConfig
 ) -> np.ndarray:
-    """Image ``i`` of a batch of outputs (B, *, H, W) -> (H0, W0) int32 panoptic ids."""
+    """Image ``i`` of a batch of outputs (B, *, H, W) -> (H0, W0) int32 panoptic ids.
+
+    ``cfg.postprocess_at``: ``output`` upsamples the three outputs to (H0, W0) and groups
+    there; ``network`` groups at (H, W) and upsamples the panoptic map (nearest), as the
+    official code does (``stuff_area`` then counts pixels of that grid).
+    """
     h, w = outputs["semantic"].shape[-2:]
     sem, ctr, off = (outputs[k][i : i + 1].float() for k in ("semantic", "center", "offset"))
-    if tuple(out_size) != (h, w):
+    at_network = cfg.postprocess_at == "network"
+    if tuple(out_size) != (h, w) and not at_network:
         sem, ctr, off = (
             F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
             for x in (sem, ctr, off)
@@ -87,6 +94,9 @@ def _panoptic(
         top_k=cfg.top_k,
         stuff_area=cfg.stuff_area,
     )
+    if at_network and tuple(out_size) != (h, w):
+        panoptic = F.interpolate(panoptic[None, None].float(), size=out_size, mode="nearest")
+        panoptic = panoptic[0, 0].to(torch.int32)  # ids < 2^24: exact in float32
     return panoptic.cpu().numpy().astype(np.int32)
 
 

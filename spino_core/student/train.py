@@ -20,7 +20,11 @@ batch still holding one ground-truth image); rank 0 writes the files. On 4 GPUs:
 
     torchrun --standalone --nproc_per_node=4 my_script.py  # my_script calls train_student
 
-Otherwise one process on ``student.device``. AdamW (or Adam) with Panoptic-DeepLab's poly schedule (power 0.9).
+With ``student.mixed_batches_scope: per_step`` the global batch of a step holds exactly one
+ground-truth image instead (on rank ``step % world``; see ``StepBatches``).
+
+Otherwise one process on ``student.device``. AdamW or Adam, with Panoptic-DeepLab's poly
+schedule (power 0.9) or the official SPINO step schedule (:func:`make_optimizer`).
 """
 
 from __future__ import annotations
@@ -59,7 +63,15 @@ CHECKPOINT, MODEL, CONFIG = "checkpoint.pt", "model.pt", "config.json"
 CKPT_FORMAT, MODEL_FORMAT = "spino-student-ckpt/1", "spino-student/1"
 CLASS_NAMES: list[str] = [c.name for c in TRAIN_CLASSES]
 # Settings that do not change the trained weights: free to differ on resume.
-_NOT_HYPER = ("device", "checkpoint_every", "center_threshold", "nms_kernel", "top_k", "stuff_area")
+_NOT_HYPER = (
+    "device",
+    "checkpoint_every",
+    "center_threshold",
+    "nms_kernel",
+    "top_k",
+    "stuff_area",
+    "postprocess_at",
+)
 _HISTORY_KEYS = ("loss", "semantic", "center", "offset", "lr")
 
 
@@ -190,8 +202,22 @@ def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] 
     return ckpt
 
 
-def _poly(steps: int):
-    return lambda step: max(0.0, 1.0 - step / steps) ** 0.9
+def make_optimizer(
+    heads: torch.nn.Module, cfg: StudentConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Optimiser and per-step schedule of ``cfg`` over the trainable parameters.
+
+    ``poly``: Panoptic-DeepLab's ``(1 - step / steps) ** 0.9``; ``step``: official SPINO's
+    StepLR, ``lr * lr_gamma`` from step ``lr_step`` on (epoch 500 of 600 there).
+    """
+    params = [p for p in heads.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "step":
+        rule = lambda step: cfg.lr_gamma if step >= cfg.lr_step else 1.0  # noqa: E731
+    else:
+        rule = lambda step: max(0.0, 1.0 - step / cfg.steps) ** 0.9  # noqa: E731
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, rule)
 
 
 def train_student(
@@ -242,13 +268,15 @@ def _train(
     size = snap_to_patch(cfg.input_height, cfg.input_width)
     model = create_student(backbone_cfg, cfg, backbone=run.backbone).to(device)
     dataset = StudentDataset(pseudo, gt, size, cfg)
+    per_step = cfg.mixed_batches_scope == "per_step"
     sampler = MixedBatchSampler(
-        len(pseudo), len(gt), cfg.batch_size, mixed=cfg.mixed_batches, seed=cfg.seed
+        len(pseudo),
+        len(gt),
+        cfg.batch_size * (ddp.world if per_step else 1),
+        mixed=cfg.mixed_batches,
+        seed=cfg.seed,
     )
-    params = [p for p in model.heads.parameters() if p.requires_grad]
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _poly(cfg.steps))
+    opt, sched = make_optimizer(model.heads, cfg)
     fingerprint = run_fingerprint(
         backbone_cfg, cfg, pseudo, gt, ddp.world, backbone_weights=model.backbone.fingerprint
     )
@@ -268,7 +296,9 @@ def _train(
         heads = torch.nn.parallel.DistributedDataParallel(model.heads, device_ids=ids)
     end = cfg.steps if run.stop_after is None else min(cfg.steps, start + run.stop_after)
     loader = torch.utils.data.DataLoader(
-        StepBatches(dataset, sampler, rank=ddp.rank, world=ddp.world),
+        StepBatches(
+            dataset, sampler, rank=ddp.rank, world=ddp.world, scope=cfg.mixed_batches_scope
+        ),
         batch_size=None,
         sampler=range(start, end),
         num_workers=run.num_workers,

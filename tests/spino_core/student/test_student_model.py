@@ -37,7 +37,7 @@ def test_outputs_at_input_resolution(backbone, images):
 
 def test_pyramid_strides():
     adapter = SimpleFeaturePyramid(in_ch=24, ch=8)
-    levels = adapter(torch.randn(1, 24, 4, 8), (56, 112))  # tokens of a 56 x 112 input
+    levels = adapter([torch.randn(1, 24, 4, 8)], (56, 112))  # tokens of a 56 x 112 input
     assert [tuple(x.shape) for x in levels] == [(1, 8, 14, 28), (1, 8, 7, 14), (1, 8, 4, 7)]
     assert level_size((56, 112), 16) == (4, 7)
 
