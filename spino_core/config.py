@@ -36,6 +36,7 @@ def _fail(key: str, msg: str) -> typing.NoReturn:
 # list entries >= 1 (layer widths, tile scales), seeds fit numpy's 32-bit seed, devices are
 # names torch knows. The few keys that may be negative are listed here.
 _SIGNED_LISTS = frozenset({"backbone.blocks"})  # negative block index = counted from the end
+_INDEX_LISTS = frozenset({"split.indices", "student.adapter_blocks"})  # 0-based positions
 _SEED_MAX = 2**32 - 1
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -495,9 +496,11 @@ def _check_range(key: str, name: str, value: Any) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         _fail(key, f"must be >= 0, got {value}")
     if isinstance(value, list) and key not in _SIGNED_LISTS:
+        low = 0 if key in _INDEX_LISTS else 1
         for i, item in enumerate(value):
-            if isinstance(item, int) and not isinstance(item, bool) and item < 1:
-                _fail(f"{key}[{i}]", f"must be >= 1, got {item}")
+            if isinstance(item, int) and not isinstance(item, bool) and item < low:
+                where = key if key in _INDEX_LISTS else f"{key}[{i}]"
+                _fail(where, f"item {i} must be >= {low}, got {item}")
 
 
 def check_devices(cfg: SpinoConfig) -> None:
