@@ -74,10 +74,10 @@ def test_the_pseudo_label_run_is_found_by_the_labels_it_made(
     pseudo = Path(cfg.paths.pseudo)
     pseudo.mkdir(parents=True)
     (pseudo / "panoptic.json").write_text('{"images": [1]}')
-    with stage_run(cfg, "pseudo_label", ["pseudo_label"], pseudo) as run:
+    with stage_run(cfg, "pseudo_label", pseudo) as run:
         made_them = run.info.run_id
     (pseudo / "panoptic.json").write_text('{"images": [2]}')  # other labels: another run
-    with stage_run(cfg, "pseudo_label", ["pseudo_label"], pseudo) as run:
+    with stage_run(cfg, "pseudo_label", pseudo) as run:
         made_others = run.info.run_id
     assert find_pseudo_label_run(cfg) == made_others
     (pseudo / "panoptic.json").write_text('{"images": [1]}')
