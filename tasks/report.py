@@ -23,12 +23,16 @@ from tasks.retry import retry_on_io_error
 
 def provenance(cfg: SpinoConfig) -> list[tuple[str, str]]:
     """Where the report's numbers come from: backbone, split, code version (for the page)."""
-    b, s = cfg.backbone, cfg.split
-    lines = [("backbone", f"{b.name}, weights: {b.weights}, blocks {b.blocks}")]
+    b, s = cfg.to_dict()["backbone"], cfg.split  # weights path relative: location-free page
+    lines = [("backbone", f"{b['name']}, weights: {b['weights']}, blocks {b['blocks']}")]
     lines.append(("labelled images (k)", f"{s.k} ({s.strategy}, seed {s.seed})"))
     try:
         out = subprocess.run(
-            ["git", "log", "-1", "--format=%H %cI"], capture_output=True, text=True, timeout=10
+            ["git", "log", "-1", "--format=%H %cI"],
+            cwd=cfg.base_dir or None,  # the project's checkout, not the caller's directory
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         commit = out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
