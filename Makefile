@@ -28,8 +28,10 @@ demo: setup
 	@echo "Done: dataset in data/raw, split in data/split, MLflow runs in mlflow.db"
 	@echo "Browse runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 
+# Two pytest workers: the slow tests mostly wait on DVC/Prefect subprocesses. The slowest
+# durations are printed so a test that grows shows up in CI's log.
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .
