@@ -68,7 +68,12 @@ def test_failed_evaluate_leaves_the_previous_report_untouched(student, tmp_path:
     shutil.copytree(images.parents[0] / "raw", raw)
     report = tmp_path / "reports" / "student"
     params = {
-        "paths": {"raw": str(raw), "student": str(model_dir), "student_report": str(report)},
+        "paths": {
+            "raw": str(raw),
+            "student": str(model_dir),
+            "student_report": str(report),
+            "metrics": str(tmp_path / "metrics"),  # never the checkout's own metrics/
+        },
         "student": {"device": "cpu"},
     }
     cfg = config_from_dict(params)
