@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,10 +49,26 @@ def _clone(dst: Path, tiny: dict) -> Path:
     return dst
 
 
+THREADS = 1  # torch CPU kernels reduce in an order that depends on the thread count
+
+
+@pytest.fixture
+def same_threads() -> Iterator[None]:
+    """Both entry points with one torch thread: bytes are identical for equal thread counts
+    (the stage subprocesses get it through OMP_NUM_THREADS)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 def _dvc(args: list[str], cwd: Path) -> str:
     from prefect.settings import PREFECT_API_URL
 
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", OMP_NUM_THREADS=str(THREADS))
+    env["MKL_NUM_THREADS"] = str(THREADS)
     if PREFECT_API_URL.value():  # the session's test server, not one per stage
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -70,7 +86,7 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 
 def test_dvc_repro_and_pipeline_flow_agree_in_any_checkout_path(
-    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
+    tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path], same_threads: None
 ) -> None:
     from flows.pipeline import pipeline_flow
 
