@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: setup demo test lint format bench bench-gpu clean-demo
 
-setup: $(STAMP)
+setup: $(STAMP) .dvc/plots_template.html
 
 # torch/torchvision come from the package registry, not from a local CPU-only "+cpu" wheel:
 # timm imports torchvision, which only loads beside the registry's own torch build.
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(PY) -c "import timm, torch, torchvision; print('torch', torch.__version__, 'timm', timm.__version__)"
 	touch $(STAMP)
+
+# `dvc plots show` / `dvc plots diff` readable offline: a page template with vega inlined
+# (from vl-convert-python) instead of DVC's CDN scripts; git-ignored, set in config.local.
+.dvc/plots_template.html: $(STAMP)
+	$(PY) -m spino_core.report.plots_template $@
+	$(VENV)/bin/dvc config --local plots.html_template plots_template.html
 
 demo: setup
 	dvc repro
