@@ -2,6 +2,8 @@
 
 The report folder is written as a unit: predictions and report go to a hidden sibling that
 replaces it only when both succeeded, so a failed run leaves the previous report whole.
+The report also shows a few pseudo-labelled training images as image | ground truth |
+pseudo-label | student (the student predicts just those, in a temporary folder).
 """
 
 from __future__ import annotations
@@ -14,12 +16,61 @@ from typing import Any
 from prefect import task
 
 from spino_core.config import SpinoConfig
+from spino_core.data.coco_panoptic import read_panoptic_json
+from spino_core.data.convert import convert_dataset_to_coco
+from spino_core.data.datasets import open_dataset
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
+from spino_core.models.student import StudentModel
+from spino_core.pseudo.generate import PANOPTIC_JSON
+from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.report.panels import ComparisonSet, spread_picks
 from spino_core.student.predict import predict_folder, remove_stale_siblings, swap_into_place
+from spino_core.student.train import load_student
+from spino_core.training.train_heads import resolve_device
 from tasks.outputs import write_panoptic_metrics
 from tasks.report import report_against_ground_truth
 from tasks.retry import retry_on_io_error
+
+#: Pseudo-labelled training images drawn in the student report.
+N_TRAINING_PANELS = 3
+
+
+def training_comparison(
+    cfg: SpinoConfig, model: StudentModel, work: Path
+) -> tuple[ComparisonSet | None, list[str]]:
+    """A few pseudo-labelled training images: their ground truth and student predictions
+    written as COCO sets under ``work``; (None, [a note why]) when there are none."""
+    pseudo = Path(cfg.paths.pseudo)
+    if not (pseudo / PANOPTIC_JSON).is_file():
+        return None, [
+            "Training-image panels (ground truth | pseudo-label | student) left out: no "
+            f"pseudo-labels ({PANOPTIC_JSON} in paths.pseudo)."
+        ]
+    labelled = read_panoptic_json(pseudo / PANOPTIC_JSON, pseudo / PANOPTIC_DIR).by_image_id
+    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    stems = [s for s in dataset.stems if s in labelled and dataset.has_labels(s)]
+    if not stems:
+        return None, [
+            "Training-image panels left out: no pseudo-labelled image has ground truth in "
+            f"the {cfg.data.train_split!r} split."
+        ]
+    picks = spread_picks(stems, N_TRAINING_PANELS)
+    images = work / "images"
+    images.mkdir()
+    for stem in picks:
+        shutil.copy2(dataset.image_path(stem), images / dataset.image_path(stem).name)
+    out = predict_folder(cfg.paths.student, images, work / "student", model=model, progress=False)
+    convert_dataset_to_coco(dataset, work / "gt.json", work / "gt", stems=picks, progress=False)
+    return ComparisonSet(
+        gt_json=work / "gt.json",
+        gt_dir=work / "gt",
+        pseudo_json=pseudo / PANOPTIC_JSON,
+        pseudo_dir=pseudo / PANOPTIC_DIR,
+        student_json=Path(out["panoptic_json"]),
+        student_dir=Path(out["panoptic_dir"]),
+        image_paths={s: dataset.image_path(s) for s in picks},
+    ), []
 
 
 @task(
@@ -36,14 +87,14 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         )
     images = Path(cfg.paths.raw) / "leftImg8bit" / cfg.data.val_split
     out = Path(cfg.paths.student_report)
-    with locked_folder(out.parent):
+    model = load_student(cfg.paths.student, resolve_device(cfg.student.device))
+    with locked_folder(out.parent), tempfile.TemporaryDirectory(prefix="spino-eval-") as work:
         remove_stale_siblings(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; the report should not be
-            summary = predict_folder(
-                cfg.paths.student, images, tmp / "predictions", device=cfg.student.device
-            )
+            summary = predict_folder(cfg.paths.student, images, tmp / "predictions", model=model)
+            comparison, notes = training_comparison(cfg, model, Path(work))
             result = report_against_ground_truth(
                 cfg=cfg,
                 split=cfg.data.val_split,
@@ -51,6 +102,9 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
                 pred_dir=Path(summary["panoptic_dir"]),
                 out_dir=tmp,
                 title="Student on the val split",
+                prediction_name="student",
+                comparison=comparison,
+                notes=notes,
             )
             swap_into_place(tmp, out)
         finally:

@@ -17,6 +17,7 @@ from spino_core.data.datasets import open_dataset
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report import build_quality_report
+from spino_core.report.panels import ComparisonSet
 from tasks.outputs import write_panoptic_metrics
 from tasks.retry import retry_on_io_error
 
@@ -51,8 +52,13 @@ def report_against_ground_truth(
     title: str,
     manifest: Path | None = None,
     stems: Sequence[str] | None = None,
+    prediction_name: str = "prediction",
+    comparison: ComparisonSet | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Convert the ground truth of the predicted images (a temporary COCO set), then report."""
+    """Convert the ground truth of the predicted images (a temporary COCO set), then report.
+
+    ``prediction_name``, ``comparison`` and ``notes``: as in build_quality_report."""
     dataset = open_dataset(cfg.data.layout, cfg.paths.raw, split)
     if stems is None:
         pred = read_panoptic_json(pred_json, pred_dir)
@@ -71,6 +77,9 @@ def report_against_ground_truth(
             manifest=manifest,
             title=title,
             provenance=provenance(cfg),
+            prediction_name=prediction_name,
+            comparison=comparison,
+            notes=notes,
         )
     return result
 
@@ -91,6 +100,7 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
         out_dir=Path(cfg.paths.pseudo_report),
         title="Pseudo-label quality",
         manifest=pseudo / MANIFEST,
+        prediction_name="pseudo-label",
     )
     per_image = result["paths"]["per_image_csv"]
     write_panoptic_metrics(cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image)

@@ -70,7 +70,7 @@ def _per_class(rows: Sequence[dict]) -> str:
     return _table(head, body)
 
 
-def _colour_key(rows: Sequence[dict]) -> str:
+def _colour_key(rows: Sequence[dict], prediction_name: str) -> str:
     """Swatches of the class colours used in the pictures (Cityscapes' palette)."""
     items = []
     for r in rows:
@@ -84,8 +84,9 @@ def _colour_key(rows: Sequence[dict]) -> str:
             f"</span>{escape(str(r['name']))} <small>({kind})</small></span>"
         )
     note = (
-        "<p><small>Panels: image | prediction | ground truth. Each thing instance is drawn in "
-        "its own shade of its class colour with a white contour; black = void.</small></p>"
+        f"<p><small>Panels: image | ground truth | {escape(prediction_name)}. Each thing "
+        "instance is drawn in its own shade of its class colour with a white contour; "
+        "void shows the dimmed image (black without one).</small></p>"
     )
     return '<div class="key">' + "".join(items) + "</div>" + note
 
@@ -120,6 +121,8 @@ def render_report_html(
     failed: Sequence[dict],
     missing: Sequence[Any],
     provenance: Sequence[tuple[str, str]] = (),
+    comparisons: Sequence[tuple[str, str]] = (),
+    prediction_name: str = "prediction",
 ) -> str:
     """The page as a string.
 
@@ -134,6 +137,9 @@ def render_report_html(
         missing: ground-truth image ids without a prediction.
         provenance: (what, value) lines saying where the numbers come from (backbone and
             its weights, k, commit, model version, MLflow run link); http(s) values link.
+        comparisons: (relative PNG path, caption) of training images drawn as image |
+            ground truth | pseudo-label | student; a section of their own when given.
+        prediction_name: what the predictions are (``pseudo-label``, ``student``).
     """
     parts = [
         "<!DOCTYPE html>",
@@ -149,11 +155,19 @@ def render_report_html(
         "<h2>Plots</h2>",
         '<div class="plots">' + "".join(_figure(s, c) for s, c in plots) + "</div>",
         "<h2>Examples (ranked by per-image PQ)</h2>",
-        _colour_key(class_rows),
+        _colour_key(class_rows, prediction_name),
         *(_figure(s, c) for s, c in overlays),
     ]
     if not overlays:
         parts.append("<p>No image has a PQ to rank by.</p>")
+    if comparisons:
+        parts.append("<h2>Training images: ground truth, pseudo-label and student</h2>")
+        parts.append(
+            "<p><small>Panels: image | ground truth | pseudo-label (what the student was "
+            "trained on) | student. Images spread evenly over the pseudo-labelled training "
+            "images, not chosen by score; colours as in the key above.</small></p>"
+        )
+        parts.extend(_figure(s, c) for s, c in comparisons)
     if failed:
         parts.append(f"<h2>Failed images ({len(failed)})</h2>")
         rows = [

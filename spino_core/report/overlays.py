@@ -1,4 +1,4 @@
-"""Side-by-side pictures of image | prediction | ground truth for a person to judge.
+"""Side-by-side pictures of image | ground truth | prediction(s) for a person to judge.
 
 Numbers say how good pseudo-labels are; only pictures say *why* (merged cars, a missing
 sidewalk, boundaries that leak). Panoptic maps are drawn in their class colours over a
@@ -114,52 +114,87 @@ def _put(canvas: np.ndarray, text: str, x: int, y: int, width: int, height: int)
     cv2.putText(canvas, text, (x + 4, y), _FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
+#: Width in pixels of the white line between two panels.
+SEPARATOR = 4
+
+
+def _photo(image: np.ndarray | None, h: int, w: int) -> np.ndarray:
+    """The input panel: ``image`` at (h, w) (area-resized when it differs), or grey."""
+    if image is None:
+        picture = np.full((h, w, 3), 96, np.uint8)
+        _put(picture, "no image", 0, h // 2, w, max(18, h // 12))
+        return picture
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
+    if image.shape[:2] != (h, w):
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def render_panels(
+    image: np.ndarray | None,
+    maps: Sequence[tuple[str, tuple[np.ndarray, Sequence[dict]]]],
+    categories: Sequence[dict],
+    caption: str,
+) -> np.ndarray:
+    """image | map 1 | map 2 | ..., side by side under a two-line caption strip.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, resized to the maps when its size differs; None draws
+            a grey panel (and the maps without an image under them).
+        maps: (panel title, ((H, W) segment ids, segments_info)) in display order, e.g.
+            ground truth, pseudo-label, student; all of one shape.
+        categories: COCO-panoptic categories (colours and things).
+        caption: first line of the strip (stem, PQ); the second names the panels.
+
+    Returns:
+        (S + H, n * W + (n - 1) * SEPARATOR, 3) uint8 RGB with n = 1 + len(maps) panels,
+        S the strip height (``max(36, H // 8)``) and white separators between panels.
+    """
+    if not maps:
+        raise ValueError("render_panels needs at least one map")
+    h, w = maps[0][1][0].shape
+    for title, (ids, _) in maps:
+        if ids.shape != (h, w):
+            raise ValueError(f"shape mismatch: {title} {ids.shape}, {maps[0][0]} {(h, w)}")
+    picture = _photo(image, h, w)
+    under = picture if image is not None else None
+    panels = [picture] + [
+        colorize_panoptic(ids, segs, categories, under) for _, (ids, segs) in maps
+    ]
+    titles = ["image"] + [title for title, _ in maps]
+    step = w + SEPARATOR
+    width = len(panels) * step - SEPARATOR
+    strip_h = max(36, h // 8)
+    line = strip_h // 2
+    canvas = np.full((strip_h + h, width, 3), 255, np.uint8)
+    canvas[:strip_h] = 32
+    _put(canvas, caption, 0, line - max(3, line // 5), width, line)
+    for k, (title, panel) in enumerate(zip(titles, panels, strict=True)):
+        _put(canvas, title, k * step, strip_h - max(3, line // 5), w, line)
+        canvas[strip_h:, k * step : k * step + w] = panel
+    return canvas
+
+
 def render_overlay(
     image: np.ndarray | None,
     pred: tuple[np.ndarray, Sequence[dict]],
     gt: tuple[np.ndarray, Sequence[dict]],
     categories: Sequence[dict],
     caption: str,
+    *,
+    prediction_name: str = "prediction",
 ) -> np.ndarray:
-    """image | prediction | ground truth, side by side under a two-line caption strip.
+    """image | ground truth | prediction (:func:`render_panels` with two maps).
 
-    Args:
-        image: (H, W, 3) uint8 RGB, resized to the maps when its size differs; None draws
-            a grey panel.
-        pred, gt: ((H, W) segment ids, segments_info) of the prediction and ground truth.
-        categories: COCO-panoptic categories (colours and things).
-        caption: first line of the strip (stem, PQ); the second names the panels.
-
-    Returns:
-        (S + H, 3 * W, 3) uint8 RGB with S the strip height (``max(36, H // 8)``).
+    ``prediction_name`` titles the last panel (``pseudo-label``, ``student``). Raises
+    ValueError when the prediction and the ground truth differ in shape.
     """
-    gt_ids, pred_ids = gt[0], pred[0]
-    if gt_ids.shape != pred_ids.shape:
-        raise ValueError(
-            f"shape mismatch: prediction {pred_ids.shape}, ground truth {gt_ids.shape}"
-        )
-    h, w = gt_ids.shape
-    if image is None:
-        picture = np.full((h, w, 3), 96, np.uint8)
-        _put(picture, "no image", 0, h // 2, w, max(18, h // 12))
-    else:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
-        picture = image
-        if image.shape[:2] != (h, w):
-            picture = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    panels = [
-        picture,
-        colorize_panoptic(pred_ids, pred[1], categories, picture if image is not None else None),
-        colorize_panoptic(gt_ids, gt[1], categories, picture if image is not None else None),
-    ]
-    strip_h = max(36, h // 8)
-    line = strip_h // 2
-    strip = np.full((strip_h, 3 * w, 3), 32, np.uint8)
-    _put(strip, caption, 0, line - max(3, line // 5), 3 * w, line)
-    for k, title in enumerate(("image", "prediction", "ground truth")):
-        _put(strip, title, k * w, strip_h - max(3, line // 5), w, line)
-    return np.concatenate([strip, np.concatenate(panels, axis=1)], axis=0)
+    if gt[0].shape != pred[0].shape:
+        raise ValueError(f"shape mismatch: prediction {pred[0].shape}, ground truth {gt[0].shape}")
+    return render_panels(
+        image, [("ground truth", gt), (prediction_name, pred)], categories, caption
+    )
 
 
 def write_png_rgb(path: Path, rgb: np.ndarray) -> None:

@@ -8,7 +8,8 @@ person can open and DVC / MLflow can track::
       per_class.csv           one row per class (dvc plots: bar template)
       per_class_pq.png, segments_per_image.png, confidence.png
       plots/per_image.csv     stem, pq, n_segments, mean_confidence, ... (dvc plots)
-      overlays/{best,median,worst,pNN}.png   image | prediction | ground truth
+      overlays/{best,median,worst,pNN}.png   image | ground truth | prediction
+      training/NN.png         image | ground truth | pseudo-label | student (student report)
       index.html              everything above on one self-contained page
 
 The pixels are read once (per-image PQ comes from the same joint histograms as the set
@@ -35,6 +36,7 @@ from spino_core.data.coco_panoptic import load_annotation
 from spino_core.errors import DataError
 from spino_core.report.html import render_report_html
 from spino_core.report.overlays import overlay_picks, render_overlay, write_png_rgb
+from spino_core.report.panels import ComparisonSet, remove_stale_panels, write_comparison_panels
 from spino_core.report.per_image import Evaluation, ImageResult, evaluate_per_image, rank_images
 
 #: image_id -> (H, W, 3) uint8 RGB, or image_id (or its str) -> image file path.
@@ -129,7 +131,7 @@ def _per_image_rows(images: Sequence[ImageResult], confidence: Mapping[str, Any]
 
 
 def _write_overlays(
-    ev: Evaluation, load_image: Callable[[Any], Any], out: Path, n_overlays: int
+    ev: Evaluation, load_image: Callable[[Any], Any], out: Path, n_overlays: int, name: str
 ) -> list[dict]:
     """Draw the picked images; returns [{name, stem, pq, rank, path}] in display order."""
     ranked = rank_images(ev.images)
@@ -145,7 +147,12 @@ def _write_overlays(
         )
         image = None if image is None else np.asarray(image)
         picture = render_overlay(
-            image, (pred_ids, pred_segs), (gt_ids, gt_segs), ev.gt.categories, caption
+            image,
+            (pred_ids, pred_segs),
+            (gt_ids, gt_segs),
+            ev.gt.categories,
+            caption,
+            prediction_name=name,
         )
         path = out / "overlays" / f"{name}.png"
         write_png_rgb(path, picture)
@@ -176,6 +183,9 @@ def build_quality_report(
     n_overlays: int = 3,
     workers: int | None = None,
     provenance: Sequence[tuple[str, str]] = (),
+    prediction_name: str = "prediction",
+    comparison: ComparisonSet | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate a COCO-panoptic prediction set against ground truth and write the report.
 
@@ -192,11 +202,18 @@ def build_quality_report(
         n_overlays: pictures spread from best to worst per-image PQ (3: best, median, worst).
         workers: processes for the evaluation (default: all cores).
         provenance: (what, value) lines shown on the page (backbone, k, commit, run link).
+        prediction_name: what the predictions are (``pseudo-label``, ``student``): the
+            title of their panel.
+        comparison: training images with ground truth, pseudo-labels and student
+            predictions, drawn as image | ground truth | pseudo-label | student
+            (:mod:`spino_core.report.panels`); None: no such section.
+        notes: the caller's warnings, shown at the top with the report's own.
 
     Returns:
         ``{"metrics", "images", "missing_predictions", "unmatched_predictions", "failed",
-        "overlays", "notes", "paths"}``: the metrics as in metrics.json (int class keys),
-        image ids left out, failed manifest rows, the overlays drawn and every file path.
+        "overlays", "comparisons", "notes", "paths"}``: the metrics as in metrics.json (int
+        class keys), image ids left out, failed manifest rows, the pictures drawn and every
+        file path.
     """
     out = Path(out_dir)
     rows = manifest_rows(manifest)
@@ -205,7 +222,7 @@ def build_quality_report(
     confidence = {
         str(r["stem"]): r.get("mean_confidence") for r in rows if r.get("status", "ok") == "ok"
     }
-    notes: list[str] = []
+    notes = list(notes)
     if ev.missing:
         notes.append(
             f"{len(ev.missing)} of {len(ev.gt.annotations)} ground-truth images have no "
@@ -250,8 +267,13 @@ def build_quality_report(
             notes.append("Confidence histogram skipped: the manifest has no confidences.")
     paths["plots"] = plot_paths
 
-    overlays = _write_overlays(ev, _loader(image_loader, rows), out, n_overlays)
+    overlays = _write_overlays(ev, _loader(image_loader, rows), out, n_overlays, prediction_name)
     paths["overlays"] = [o["path"] for o in overlays]
+    comparisons = []
+    if comparison is not None:
+        comparisons = write_comparison_panels(comparison, out, _loader(comparison.image_paths, []))
+    remove_stale_panels(out, {c["path"] for c in comparisons})
+    paths["comparisons"] = [c["path"] for c in comparisons]
     _remove_stale(out, set(paths["overlays"]), skipped)
 
     coverage = [("evaluated", str(len(ev.images))), ("without prediction", str(len(ev.missing)))]
@@ -270,6 +292,8 @@ def build_quality_report(
         coverage=coverage,
         plots=[(p.relative_to(out).as_posix(), captions[k]) for k, p in plot_paths.items()],
         overlays=[(o["path"].relative_to(out).as_posix(), o["caption"]) for o in overlays],
+        comparisons=[(c["path"].relative_to(out).as_posix(), c["caption"]) for c in comparisons],
+        prediction_name=prediction_name,
         notes=notes,
         failed=failed,
         missing=ev.missing,
@@ -285,6 +309,9 @@ def build_quality_report(
         "overlays": {
             o["name"]: {k: o[k] for k in ("stem", "pq", "rank", "path")} for o in overlays
         },
+        "comparisons": [
+            {k: c[k] for k in ("stem", "pseudo_pq", "student_pq", "path")} for c in comparisons
+        ],
         "notes": notes,
         "paths": paths,
     }

@@ -72,6 +72,7 @@ def test_failed_evaluate_leaves_the_previous_report_untouched(student, tmp_path:
             "raw": str(raw),
             "student": str(model_dir),
             "student_report": str(report),
+            "pseudo": str(tmp_path / "no-pseudo"),  # never the checkout's own data/pseudo
             "metrics": str(tmp_path / "metrics"),  # never the checkout's own metrics/
         },
         "student": {"device": "cpu"},

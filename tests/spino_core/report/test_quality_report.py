@@ -22,7 +22,13 @@ from spino_core.data.coco_panoptic import (
 from spino_core.errors import DataError
 from spino_core.metrics import evaluate_panoptic_files
 from spino_core.report import build_quality_report, evaluate_per_image
-from spino_core.report.overlays import colorize_panoptic, overlay_picks, render_overlay
+from spino_core.report.overlays import (
+    SEPARATOR,
+    colorize_panoptic,
+    overlay_picks,
+    render_overlay,
+)
+from spino_core.report.panels import ComparisonSet, spread_picks
 from spino_core.report.quality import PER_CLASS_COLUMNS, manifest_rows
 
 H, W = 96, 128
@@ -190,7 +196,7 @@ def test_overlays_rank_best_and_worst(report: tuple[dict, Path]) -> None:
     assert ov["worst"]["stem"] == STEMS[2] and ov["worst"]["pq"] < 1.0
     for name in ov:
         img = cv2.imread(str(out / "overlays" / f"{name}.png"))
-        assert img is not None and img.shape[1] == 3 * W and img.shape[0] > H
+        assert img is not None and img.shape[1] == 3 * W + 2 * SEPARATOR and img.shape[0] > H
         image_panel = img[-H:, :W, ::-1]
         expected = _rgb(_scene(STEMS.index(ov[name]["stem"])), STEMS.index(ov[name]["stem"]))
         assert np.array_equal(image_panel, expected)  # the left panel is the photo itself
@@ -271,7 +277,7 @@ def test_render_overlay_shape_colours_and_contours() -> None:
     assert tuple(plain[65, 39]) == (255, 255, 255)  # white contour between the cars
     assert tuple(plain[90, 5]) == (0, 0, 0)  # void without an image: black
     pic = render_overlay(None, (ids, segs), (ids, segs), cats, "caption")
-    assert pic.shape == (max(36, H // 8) + H, 3 * W, 3) and pic.dtype == np.uint8
+    assert pic.shape == (max(36, H // 8) + H, 3 * W + 2 * SEPARATOR, 3) and pic.dtype == np.uint8
     assert overlay_picks(3, 5) == [("best", 0), ("median", 1), ("worst", 2)]
     assert [n for n, _ in overlay_picks(101, 5)] == ["best", "p25", "median", "p75", "worst"]
 
@@ -298,3 +304,81 @@ def test_html_has_a_class_colour_key_and_the_provenance(sets: dict, tmp_path: Pa
     assert 'style="background: rgb(0, 0, 142)"></span>car <small>(thing)</small>' in page
     assert "<h2>Provenance</h2>" in page and "weights: random" in page
     assert '<a href="http://localhost:5000/#/experiments/1/runs/abc&lt;1&gt;">' in page
+
+
+def _segs(ids: np.ndarray) -> list[dict]:
+    return segments_info_from_ids(
+        ids, {int(v): int(v) // 1000 if v >= 1000 else int(v) for v in np.unique(ids) if v}
+    )
+
+
+def test_overlay_is_image_ground_truth_prediction_with_separators() -> None:
+    gt, pred, image, cats = _scene(0), _degrade(_scene(0)), _rgb(_scene(0), 0), coco_categories()
+    pic = render_overlay(
+        image, (pred, _segs(pred)), (gt, _segs(gt)), cats, "c", prediction_name="x"
+    )
+    top, step = max(36, H // 8), W + SEPARATOR
+    assert np.array_equal(pic[top:, :W], image)
+    assert np.array_equal(pic[top:, step : step + W], colorize_panoptic(gt, _segs(gt), cats, image))
+    last = colorize_panoptic(pred, _segs(pred), cats, image)
+    assert np.array_equal(pic[top:, 2 * step :], last)
+    assert (pic[top:, W:step] == 255).all() and (pic[top:, step + W : 2 * step] == 255).all()
+
+
+def _panel(pic: np.ndarray, k: int) -> np.ndarray:
+    """Panel ``k`` (0 = image) of a PNG read by cv2 (BGR), as RGB."""
+    return pic[-H:, k * (W + SEPARATOR) : k * (W + SEPARATOR) + W, ::-1]
+
+
+def test_student_report_shows_training_images_with_pseudo_label_and_student(
+    sets: dict, tmp_path: Path
+) -> None:
+    """Four panels per training image (image | ground truth | pseudo-label | student), one
+    PNG each, linked from the page, same bytes on a rerun; gone when not asked for."""
+    student = {STEMS[0]: _degrade(_scene(0)), STEMS[1]: _scene(1), STEMS[2]: _scene(2)}
+    student_set = _write_set(tmp_path / "student", student, ".png")
+    cmp = ComparisonSet(*sets["gt"], *sets["pred"], *student_set, image_paths=dict(sets["images"]))
+    kwargs = dict(
+        gt_json=sets["gt"][0], gt_dir=sets["gt"][1], pred_json=sets["pred"][0],
+        pred_dir=sets["pred"][1], image_loader=dict(sets["images"]), workers=1,
+        prediction_name="student",
+    )  # fmt: skip
+    out = tmp_path / "out"
+    summary = build_quality_report(out_dir=out, comparison=cmp, **kwargs)
+    rows = summary["comparisons"]
+    assert [r["stem"] for r in rows] == list(STEMS[:3])
+    assert [r["pseudo_pq"] == 1.0 for r in rows] == [True, True, False]  # STEMS[2] degraded
+    assert [r["student_pq"] == 1.0 for r in rows] == [False, True, True]  # STEMS[0] degraded
+    names = sorted(p.name for p in (out / "training").iterdir())
+    assert names == ["01.png", "02.png", "03.png"]
+    cats = coco_categories()
+    pseudo_maps = {STEMS[0]: _scene(0), STEMS[1]: _scene(1), STEMS[2]: _degrade(_scene(2))}
+    for k, stem in enumerate(STEMS[:3]):
+        pic = cv2.imread(str(out / "training" / names[k]))
+        assert pic.shape == (max(36, H // 8) + H, 4 * W + 3 * SEPARATOR, 3)
+        photo = _rgb(_scene(k), k)
+        assert np.array_equal(_panel(pic, 0), photo)
+        for i, ids in enumerate((_scene(k), pseudo_maps[stem], student[stem]), start=1):
+            assert np.array_equal(_panel(pic, i), colorize_panoptic(ids, _segs(ids), cats, photo))
+    page = (out / "index.html").read_text()
+    linked = set(re.findall(r'src="([^"]+)"', page))
+    assert {f"training/{n}" for n in names} <= linked
+    assert "ground truth, pseudo-label and student" in page
+    assert "Panels: image | ground truth | student." in page
+    assert f"{STEMS[0]} (training image)" in page
+
+    again = tmp_path / "again"
+    build_quality_report(out_dir=again, comparison=cmp, **kwargs)
+    for name in names:
+        assert (again / "training" / name).read_bytes() == (out / "training" / name).read_bytes()
+
+    build_quality_report(out_dir=out, **kwargs)  # no comparison: the old panels go
+    assert not list((out / "training").glob("*.png"))
+    assert "pseudo-label and student" not in (out / "index.html").read_text()
+
+
+def test_spread_picks_is_sorted_even_and_bounded() -> None:
+    assert spread_picks(["e", "d", "c", "b", "a"], 3) == ["a", "c", "e"]
+    assert spread_picks(["b", "a"], 3) == ["a", "b"]  # fewer images than panels: each once
+    assert spread_picks(["a", "b", "c"], 1) == ["b"] and spread_picks([], 3) == []
+    assert spread_picks([f"s{i:02d}" for i in range(10)], 4) == ["s00", "s03", "s06", "s09"]
