@@ -33,6 +33,7 @@ demo: setup
 		--pseudo-report reports/pseudo --student-report reports/student
 	@echo "Done: dataset in data/raw, split in data/split, MLflow runs in mlflow.db"
 	@echo "Browse runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+	@dvc plots show >/dev/null && echo "DVC plots (offline page): dvc_plots/index.html"
 
 # Two pytest workers: the slow tests mostly wait on DVC/Prefect subprocesses. The slowest
 # durations are printed so a test that grows shows up in CI's log.

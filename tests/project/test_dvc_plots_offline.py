@@ -173,3 +173,13 @@ def test_make_setup_writes_the_template_and_sets_the_config() -> None:
         ["git", "check-ignore", "-q", ".dvc/plots_template.html"], cwd=REPO, timeout=60
     )
     assert ignored.returncode == 0, ".dvc/plots_template.html must be git-ignored (generated)"
+
+
+def test_make_demo_ends_with_the_plots_page() -> None:
+    res = subprocess.run(
+        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert "dvc plots show" in res.stdout.strip().splitlines()[-1]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "dvc_plots/index.html"], cwd=REPO)
+    assert ignored.returncode == 0, "dvc_plots/ (written by `make demo`) must be git-ignored"
