@@ -281,6 +281,10 @@ def load_json_bounded(json_path: Path) -> Any:
             f"{json_path}: JSON nested too deeply to parse (a COCO-panoptic JSON is 4 levels "
             "deep); re-create the file"
         ) from None
+    except ValueError:  # an integer of over 4300 digits (Python's int parser limit)
+        raise DataError(
+            f"{json_path}: invalid JSON (a number of over 4300 digits); re-create the file"
+        ) from None
 
 
 def _is_int(v: Any) -> bool:
