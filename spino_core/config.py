@@ -85,8 +85,9 @@ class SynthConfig:
             _fail("synth.n_train", f"must be >= 1, got {self.n_train}")
         if self.n_val < 0:
             _fail("synth.n_val", f"must be >= 0, got {self.n_val}")
-        if self.height < 64 or self.width < 64:
-            _fail("synth.height/width", f"must be >= 64, got {self.height}x{self.width}")
+        for key in ("height", "width"):
+            if getattr(self, key) < 64:
+                _fail(f"synth.{key}", f"must be >= 64, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,8 @@ class StudentConfig:
     postprocess_at: Literal["output", "network"] = "output"
 
     def __post_init__(self) -> None:
+        if self.mixed_batches and self.batch_size < 2:
+            _fail("student.batch_size", "must be >= 2 with mixed_batches (1 GT + pseudo-labels)")
         for key in (
             "input_height",
             "input_width",
@@ -331,8 +334,6 @@ class StudentConfig:
         ):
             if getattr(self, key) < 1:
                 _fail(f"student.{key}", f"must be >= 1, got {getattr(self, key)}")
-        if self.mixed_batches and self.batch_size < 2:
-            _fail("student.batch_size", "must be >= 2 with mixed_batches (1 GT + pseudo-labels)")
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             _fail("student.nms_kernel", f"must be an odd integer >= 1, got {self.nms_kernel}")
         if not 0.0 < self.bootstrap_ratio <= 1.0:
@@ -482,9 +483,10 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
         for name in names
         if name in raw
     }
-    for name, value in kwargs.items():
+    built = cls(**kwargs)  # the section's own, narrower rules first: their message gives
+    for name, value in kwargs.items():  # the bound that is really accepted ("must be >= 1")
         _check_range(f"{prefix}.{name}" if prefix else name, name, value)
-    return cls(**kwargs)
+    return built
 
 
 def _check_range(key: str, name: str, value: Any) -> None:
