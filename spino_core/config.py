@@ -27,6 +27,9 @@ DINOV2_MODELS: tuple[str, ...] = tuple(
     for reg in ("", "_reg4")
 )
 
+# Transformer blocks per model size (timm's vit_*_patch14_dinov2 definitions).
+_DINOV2_DEPTH = {"small": 12, "base": 12, "large": 24, "giant": 40}
+
 
 def _fail(key: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"params: {key}: {msg}")
@@ -141,6 +144,12 @@ class BackboneConfig:
             _fail("backbone.weights", "empty; use 'hub', 'random' or a checkpoint path")
         if not self.blocks:
             _fail("backbone.blocks", "must name at least one block")
+        depth = _DINOV2_DEPTH[self.name.split("_")[1]]
+        bad = [b for b in self.blocks if not -depth <= b < depth]
+        if bad:
+            _fail(
+                "backbone.blocks", f"{bad} out of range for {depth} blocks (-{depth}..{depth - 1})"
+            )
 
 
 @dataclass(frozen=True)

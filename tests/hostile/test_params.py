@@ -75,6 +75,29 @@ def test_edge_values_in_range_are_accepted(override: str) -> None:
     config_from_dict({}, [override])
 
 
+@pytest.mark.parametrize(
+    ("name", "blocks", "ok"),
+    [
+        ("vit_small_patch14_dinov2.lvd142m", [99], False),
+        ("vit_small_patch14_dinov2.lvd142m", [-13], False),
+        ("vit_small_patch14_dinov2.lvd142m", [12], False),
+        ("vit_small_patch14_dinov2.lvd142m", [-12, 11], True),
+        ("vit_large_patch14_reg4_dinov2.lvd142m", [23], True),
+        ("vit_large_patch14_reg4_dinov2.lvd142m", [24], False),
+        ("vit_giant_patch14_dinov2.lvd142m", [39, -40], True),
+    ],
+)
+def test_backbone_blocks_checked_at_load(name: str, blocks: list[int], ok: bool) -> None:
+    """``backbone.blocks=[99]`` used to pass the load and fail inside the stage."""
+    overrides = [f"backbone.name={name}", f"backbone.blocks={blocks}"]
+    if ok:
+        config_from_dict({}, overrides)
+        return
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({}, overrides)
+    assert str(info.value).startswith("params: backbone.blocks: "), info.value
+
+
 def test_devices_that_do_not_exist_fail_at_load() -> None:
     """``cuda:99`` is well formed but no machine has it: refused before any work starts."""
     check_devices(config_from_dict({}, ["heads.device=cpu"]))  # fine anywhere
