@@ -213,6 +213,7 @@ def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[P
     import fcntl
 
     from spino_core.atomic import (
+        make_folder,
         remove_stale_temps,
         remove_stale_temps_of,
         remove_stale_work_folders,
@@ -220,9 +221,10 @@ def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[P
     from tasks.outputs import STAGE_METRICS
 
     names = STAGE_NAMES if command == "pipeline" else (command,)
-    folders = [Path(getattr(cfg.paths, key)) for name in names for key in STAGE_OUTPUTS[name]]
-    for folder in folders:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+    keys = [key for name in names for key in STAGE_OUTPUTS[name]]
+    folders = [Path(getattr(cfg.paths, key)) for key in keys]
+    for key, folder in zip(keys, folders, strict=True):
+        make_folder(folder.parent, f"params: paths.{key}")
         lock = folder.parent / f".{folder.name}.lock"
         handle = stack.enter_context(lock.open("a"))
         try:

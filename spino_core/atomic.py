@@ -48,10 +48,15 @@ def file_mode() -> int:
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it to ``dest`` only on success."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent
-    )
+    make_folder(dest.parent, str(dest))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent
+        )
+    except OSError as exc:
+        raise_if_disk_full(exc, dest)
+        _raise_if_unwritable(exc, f"{dest}: cannot write in the folder {dest.parent}")
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -64,6 +69,29 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# Errors of creating a folder or file that the same call would give again: a path under a
+# file, a missing mount, no permission, a read-only file system. Retrying cannot help.
+_UNWRITABLE = (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def make_folder(folder: str | os.PathLike[str], what: str) -> Path:
+    """``mkdir -p folder``; a folder that cannot be created is one SpinoError line: ``what``
+    (the output file or the param key it comes from), the path that failed and why."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_if_disk_full(exc, folder)
+        _raise_if_unwritable(exc, f"{what}: cannot create the folder {exc.filename or folder}")
+        raise
+    return folder
+
+
+def _raise_if_unwritable(exc: OSError, message: str) -> None:
+    if exc.errno in _UNWRITABLE:
+        raise SpinoError(f"{message} ({exc.strerror}); choose a writable path") from None
 
 
 def raise_if_disk_full(exc: BaseException, dest: Path, tmp: Path | None = None) -> None:
