@@ -240,3 +240,13 @@ def test_bad_images_entry(sets: dict, change) -> None:
     with pytest.raises(DataError) as e:
         read_panoptic_json(*sets["pred"])
     assert str(sets["pred"][0]) in _one_line(e) and "images" in str(e.value)
+
+
+def test_annotation_of_an_image_not_listed_blames_its_own_file(sets: dict) -> None:
+    """A ground-truth annotation whose image_id is not in its 'images' was reported as a
+    prediction missing for that image, naming the prediction JSON."""
+    _edit(sets["gt"][0], lambda d: d["annotations"][0].update(image_id="nope"))
+    with pytest.raises(DataError) as e:
+        _evaluate(sets)
+    msg = _one_line(e)
+    assert msg.startswith(str(sets["gt"][0])) and "'nope'" in msg and "images" in msg, msg
