@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,40 @@ def test_stage_clears_a_killed_runs_temporary_folders(tiny_params, tmp_path: Pat
         _lock_outputs(cfg, "pseudo-label", stack)
     left = sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
     assert left == sorted(p.name for p in mine)
+
+
+@pytest.mark.slow
+def test_synth_after_a_sigkilled_synth_leaves_no_work_folder(tiny_params, tmp_path: Path) -> None:
+    """Through the real command: ``spino synth`` SIGKILLed while writing leaves its
+    ``raw.tmp-*`` folder; the next ``spino synth`` removes it (it used to stay for good)."""
+    import psutil
+
+    big = {"n_train": 5000, "n_val": 0, "height": 64, "width": 128, "seed": 0}
+    params = tiny_params(tmp_path, synth=big, mlflow={"enabled": False})
+    cmd = [sys.executable, "-m", "flows.cli", "synth", "--params", str(params)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    children: list[psutil.Process] = []
+    try:
+        for _ in range(2000):
+            if any(tmp_path.glob("data/raw.tmp-*/leftImg8bit/train/*/*.png")) or proc.poll():
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        for child in children:  # the temporary Prefect server a SIGKILL orphans (h21's case)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    assert [p.name for p in (tmp_path / "data").glob("raw.tmp-*")], "nothing left to clear"
+    (params.parent / "params.yaml").write_text(
+        params.read_text().replace("n_train: 5000", "n_train: 2")
+    )
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if ".tmp" in p.name) == []
+    assert (tmp_path / "data" / "raw" / "synth.json").is_file()
