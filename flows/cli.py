@@ -204,19 +204,27 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[Path]:
-    """Lock the command's output folders for its whole run, then clear a killed run's temps.
+    """Lock the command's output folders for its whole run, then clear a killed run's temps
+    (in the folders, its ``<folder>.tmp-*`` / ``.old-*`` work folders, its metrics files').
 
     The lock (``.<folder>.lock`` beside the folder, flock) keeps a second run of the same
     stage out, so removing temp files cannot hit a live run's file. Returns the folders.
     """
     import fcntl
 
-    from spino_core.atomic import remove_stale_temps
+    from spino_core.atomic import (
+        make_folder,
+        remove_stale_temps,
+        remove_stale_temps_of,
+        remove_stale_work_folders,
+    )
+    from tasks.outputs import STAGE_METRICS
 
     names = STAGE_NAMES if command == "pipeline" else (command,)
-    folders = [Path(getattr(cfg.paths, key)) for name in names for key in STAGE_OUTPUTS[name]]
-    for folder in folders:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+    keys = [key for name in names for key in STAGE_OUTPUTS[name]]
+    folders = [Path(getattr(cfg.paths, key)) for key in keys]
+    for key, folder in zip(keys, folders, strict=True):
+        make_folder(folder.parent, f"params: paths.{key}")
         lock = folder.parent / f".{folder.name}.lock"
         handle = stack.enter_context(lock.open("a"))
         try:
@@ -228,6 +236,9 @@ def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[P
             ) from None
         if folder.is_dir():
             remove_stale_temps(folder)
+        remove_stale_work_folders(folder)
+    for name in names:  # the shared metrics folder: only this stage's own files' temps
+        remove_stale_temps_of(cfg.paths.metrics, STAGE_METRICS.get(name, ()))
     return folders
 
 

@@ -17,8 +17,9 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,15 @@ def file_mode() -> int:
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it to ``dest`` only on success."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent
-    )
+    make_folder(dest.parent, str(dest))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent
+        )
+    except OSError as exc:
+        raise_if_disk_full(exc, dest)
+        _raise_if_unwritable(exc, f"{dest}: cannot write in the folder {dest.parent}")
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -63,6 +69,29 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# Errors of creating a folder or file that the same call would give again: a path under a
+# file, a missing mount, no permission, a read-only file system. Retrying cannot help.
+_UNWRITABLE = (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def make_folder(folder: str | os.PathLike[str], what: str) -> Path:
+    """``mkdir -p folder``; a folder that cannot be created is one SpinoError line: ``what``
+    (the output file or the param key it comes from), the path that failed and why."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_if_disk_full(exc, folder)
+        _raise_if_unwritable(exc, f"{what}: cannot create the folder {exc.filename or folder}")
+        raise
+    return folder
+
+
+def _raise_if_unwritable(exc: OSError, message: str) -> None:
+    if exc.errno in _UNWRITABLE:
+        raise SpinoError(f"{message} ({exc.strerror}); choose a writable path") from None
 
 
 def raise_if_disk_full(exc: BaseException, dest: Path, tmp: Path | None = None) -> None:
@@ -100,6 +129,7 @@ def write_json_atomic(dest: str | os.PathLike[str], obj: Any, *, indent: int = 2
 # ``atomic_path``'s temporary names: "." + dest name + "." + mkstemp's 8 random characters
 # + ".tmp" + dest suffix (``.checkpoint.pt.k3j_x9a2.tmp.pt``, ``.a.png.0f3kq1zz.tmp.png``).
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?")
+_MKTEMP_TAIL = r"[a-z0-9_]{8}"  # mkstemp's / mkdtemp's random part
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
@@ -115,4 +145,52 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path)
+    return removed
+
+
+def remove_stale_temps_of(folder: str | os.PathLike[str], names: Iterable[str]) -> list[Path]:
+    """Delete the ``atomic_path`` temp files of the files ``names`` directly in ``folder``.
+
+    For a folder several stages write (``metrics/``): each clears only its own files' temps,
+    under its own lock, never those of another stage that may be writing there right now.
+    """
+    tails = "|".join(
+        rf"\.{re.escape(name)}\.{_MKTEMP_TAIL}\.tmp{re.escape(Path(name).suffix)}" for name in names
+    )
+    return _remove_matching(Path(folder), tails, dirs=False) if tails else []
+
+
+def remove_stale_work_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``<folder>.tmp-XXXXXXXX`` / ``<folder>.old-XXXXXXXX`` folders beside ``folder``.
+
+    A stage that replaces its output folder as a unit builds the new one in ``<name>.tmp-*``
+    and moves the old one into ``<name>.old-*`` before deleting it (``spino synth``, the
+    pseudo-label claim); a killed run leaves them. Only ``mkdtemp``'s exact names are removed,
+    and only while the caller holds ``folder``'s lock. (The hidden ``.<name>.tmp-*`` siblings
+    of ``predict`` / ``evaluate`` are removed by those, under the parent folder's lock.)
+    """
+    folder = Path(folder)
+    return _remove_matching(
+        folder.parent, rf"{re.escape(folder.name)}\.(tmp|old)-{_MKTEMP_TAIL}", dirs=True
+    )
+
+
+def _remove_matching(folder: Path, pattern: str, *, dirs: bool) -> list[Path]:
+    """Delete the files (``dirs``: the folders, not links) directly in ``folder`` whose whole
+    name matches ``pattern``; return them."""
+    if not folder.is_dir():
+        return []
+    names = re.compile(pattern)
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not names.fullmatch(path.name) or path.is_symlink():
+            continue
+        if dirs and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif not dirs and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            continue
+        removed.append(path)
     return removed

@@ -27,6 +27,9 @@ DINOV2_MODELS: tuple[str, ...] = tuple(
     for reg in ("", "_reg4")
 )
 
+# Transformer blocks per model size (timm's vit_*_patch14_dinov2 definitions).
+_DINOV2_DEPTH = {"small": 12, "base": 12, "large": 24, "giant": 40}
+
 
 def _fail(key: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"params: {key}: {msg}")
@@ -85,8 +88,9 @@ class SynthConfig:
             _fail("synth.n_train", f"must be >= 1, got {self.n_train}")
         if self.n_val < 0:
             _fail("synth.n_val", f"must be >= 0, got {self.n_val}")
-        if self.height < 64 or self.width < 64:
-            _fail("synth.height/width", f"must be >= 64, got {self.height}x{self.width}")
+        for key in ("height", "width"):
+            if getattr(self, key) < 64:
+                _fail(f"synth.{key}", f"must be >= 64, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,12 @@ class BackboneConfig:
             _fail("backbone.weights", "empty; use 'hub', 'random' or a checkpoint path")
         if not self.blocks:
             _fail("backbone.blocks", "must name at least one block")
+        depth = _DINOV2_DEPTH[self.name.split("_")[1]]
+        bad = [b for b in self.blocks if not -depth <= b < depth]
+        if bad:
+            _fail(
+                "backbone.blocks", f"{bad} out of range for {depth} blocks (-{depth}..{depth - 1})"
+            )
 
 
 @dataclass(frozen=True)
@@ -319,6 +329,8 @@ class StudentConfig:
     postprocess_at: Literal["output", "network"] = "output"
 
     def __post_init__(self) -> None:
+        if self.mixed_batches and self.batch_size < 2:
+            _fail("student.batch_size", "must be >= 2 with mixed_batches (1 GT + pseudo-labels)")
         for key in (
             "input_height",
             "input_width",
@@ -331,8 +343,6 @@ class StudentConfig:
         ):
             if getattr(self, key) < 1:
                 _fail(f"student.{key}", f"must be >= 1, got {getattr(self, key)}")
-        if self.mixed_batches and self.batch_size < 2:
-            _fail("student.batch_size", "must be >= 2 with mixed_batches (1 GT + pseudo-labels)")
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             _fail("student.nms_kernel", f"must be an odd integer >= 1, got {self.nms_kernel}")
         if not 0.0 < self.bootstrap_ratio <= 1.0:
@@ -482,9 +492,10 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
         for name in names
         if name in raw
     }
-    for name, value in kwargs.items():
+    built = cls(**kwargs)  # the section's own, narrower rules first: their message gives
+    for name, value in kwargs.items():  # the bound that is really accepted ("must be >= 1")
         _check_range(f"{prefix}.{name}" if prefix else name, name, value)
-    return cls(**kwargs)
+    return built
 
 
 def _check_range(key: str, name: str, value: Any) -> None:

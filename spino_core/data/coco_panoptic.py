@@ -229,7 +229,7 @@ def read_panoptic_json(json_path: Path, png_dir: Path) -> PanopticSet:
     if not isinstance(images, list) or not isinstance(categories, list):
         raise bad("'images' and 'categories' must be lists")
     cat_ids = _check_categories(categories, bad)
-    _check_images(images, bad)
+    image_ids = _check_images(images, bad)
     by_image_id: dict[Any, dict] = {}
     by_file_name: dict[str, dict] = {}
     for i, ann in enumerate(doc["annotations"]):
@@ -246,6 +246,8 @@ def read_panoptic_json(json_path: Path, png_dir: Path) -> PanopticSet:
             raise bad(f"{where}: file_name {name!r} must be a relative path inside {png_dir}")
         if image_id in by_image_id:
             raise bad(f"{where}: duplicate image_id")
+        if image_ids and image_id not in image_ids:
+            raise bad(f"{where}: image_id is not in 'images'; list the image or drop it")
         if name in by_file_name:
             raise bad(f"{where}: file_name {name!r} is used twice")
         _check_segments(ann["segments_info"], cat_ids, bad, where)
@@ -281,6 +283,10 @@ def load_json_bounded(json_path: Path) -> Any:
             f"{json_path}: JSON nested too deeply to parse (a COCO-panoptic JSON is 4 levels "
             "deep); re-create the file"
         ) from None
+    except ValueError:  # an integer of over 4300 digits (Python's int parser limit)
+        raise DataError(
+            f"{json_path}: invalid JSON (a number of over 4300 digits); re-create the file"
+        ) from None
 
 
 def _is_int(v: Any) -> bool:
@@ -311,8 +317,8 @@ def _check_categories(categories: list, bad: Any) -> set[int]:
     return cat_ids
 
 
-def _check_images(images: list, bad: Any) -> None:
-    """Every ``images`` entry is an object with a unique string or integer ``id``."""
+def _check_images(images: list, bad: Any) -> set[Any]:
+    """Every ``images`` entry is an object with a unique string or integer ``id``; the ids."""
     seen: set[Any] = set()
     for i, img in enumerate(images):
         if not isinstance(img, dict) or "id" not in img:
@@ -323,6 +329,7 @@ def _check_images(images: list, bad: Any) -> None:
         if image_id in seen:
             raise bad(f"images[{i}]: duplicate id {image_id!r}; list each image once")
         seen.add(image_id)
+    return seen
 
 
 def _check_segments(segments: Any, cat_ids: set[int], bad: Any, where: str) -> None:

@@ -142,6 +142,19 @@ def test_deeply_nested_json(tmp_path: Path) -> None:
     assert str(path) in _one_line(e) and "nest" in str(e.value)
 
 
+@pytest.mark.parametrize("literal", ["9" * 5000, "-" + "1" * 4400, "1e400", "Infinity", "NaN"])
+def test_numbers_json_cannot_hold(sets: dict, literal: str) -> None:
+    """An integer of over 4300 digits is a ValueError of Python's int parser (not a
+    JSONDecodeError); 1e400 / Infinity / NaN parse to floats and must not reach the metrics."""
+    gt_json = sets["gt"][0]
+    text = gt_json.read_text()
+    first = json.loads(text)["annotations"][0]["segments_info"][0]["area"]
+    gt_json.write_text(text.replace(f'"area": {first}', f'"area": {literal}', 1))
+    with pytest.raises(DataError) as e:
+        _evaluate(sets)
+    assert _one_line(e).startswith(str(gt_json)), str(e.value)
+
+
 def test_json_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gt_json, gt_dir = _write(tmp_path)
     monkeypatch.setattr(coco_panoptic, "MAX_JSON_BYTES", 100)
@@ -227,3 +240,13 @@ def test_bad_images_entry(sets: dict, change) -> None:
     with pytest.raises(DataError) as e:
         read_panoptic_json(*sets["pred"])
     assert str(sets["pred"][0]) in _one_line(e) and "images" in str(e.value)
+
+
+def test_annotation_of_an_image_not_listed_blames_its_own_file(sets: dict) -> None:
+    """A ground-truth annotation whose image_id is not in its 'images' was reported as a
+    prediction missing for that image, naming the prediction JSON."""
+    _edit(sets["gt"][0], lambda d: d["annotations"][0].update(image_id="nope"))
+    with pytest.raises(DataError) as e:
+        _evaluate(sets)
+    msg = _one_line(e)
+    assert msg.startswith(str(sets["gt"][0])) and "'nope'" in msg and "images" in msg, msg

@@ -5,8 +5,11 @@ Each case below passed validation before and crashed inside the stage (issue 17)
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,29 @@ def test_edge_values_in_range_are_accepted(override: str) -> None:
     config_from_dict({}, [override])
 
 
+@pytest.mark.parametrize(
+    ("name", "blocks", "ok"),
+    [
+        ("vit_small_patch14_dinov2.lvd142m", [99], False),
+        ("vit_small_patch14_dinov2.lvd142m", [-13], False),
+        ("vit_small_patch14_dinov2.lvd142m", [12], False),
+        ("vit_small_patch14_dinov2.lvd142m", [-12, 11], True),
+        ("vit_large_patch14_reg4_dinov2.lvd142m", [23], True),
+        ("vit_large_patch14_reg4_dinov2.lvd142m", [24], False),
+        ("vit_giant_patch14_dinov2.lvd142m", [39, -40], True),
+    ],
+)
+def test_backbone_blocks_checked_at_load(name: str, blocks: list[int], ok: bool) -> None:
+    """``backbone.blocks=[99]`` used to pass the load and fail inside the stage."""
+    overrides = [f"backbone.name={name}", f"backbone.blocks={blocks}"]
+    if ok:
+        config_from_dict({}, overrides)
+        return
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({}, overrides)
+    assert str(info.value).startswith("params: backbone.blocks: "), info.value
+
+
 def test_devices_that_do_not_exist_fail_at_load() -> None:
     """``cuda:99`` is well formed but no machine has it: refused before any work starts."""
     check_devices(config_from_dict({}, ["heads.device=cpu"]))  # fine anywhere
@@ -128,3 +154,41 @@ def test_predict_refuses_an_unknown_device(tmp_path: Path) -> None:
     argv = ["predict", "--model", str(tmp_path), "--images", str(tmp_path)]
     assert main([*argv, "--out", str(tmp_path / "out"), "--device", "tpu"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def _numeric_keys() -> list[str]:
+    """Every scalar int/float key of the params (dotted), from the dataclasses themselves."""
+    from spino_core.config import SpinoConfig
+
+    keys = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp, key = hints[f.name], f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{key}.")
+            elif {t for t in typing.get_args(tp) or (tp,)} - {type(None)} <= {int, float}:
+                keys.append(key)
+
+    walk(SpinoConfig, "")
+    return keys
+
+
+@pytest.mark.parametrize("key", _numeric_keys())
+def test_the_fix_a_range_message_gives_is_accepted(key: str) -> None:
+    """``-S key=-1`` refused with "must be >= N": then ``key=N`` must pass (for that key).
+
+    The generic non-negative rule ran before a section's narrower one, so ``heads.steps=-1``
+    said "must be >= 0" and the 0 it suggested was refused in turn ("must be >= 1").
+    """
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({}, [f"{key}=-1"])
+    msg = str(info.value)
+    assert msg.startswith(f"params: {key}"), msg
+    bound = re.search(r"must be >= (-?[0-9.]+)", msg)
+    if bound:
+        try:
+            config_from_dict({}, [f"{key}={bound[1]}"])
+        except ConfigError as e:
+            assert not str(e).startswith(f"params: {key}:"), f"{msg} -> then: {e}"
