@@ -17,6 +17,7 @@ its hash in ``config.json``, read from there by the student.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from spino_core.atomic import write_bytes_atomic
 from spino_core.config import CameraMaskConfig
 from spino_core.data.classes import VOID
 from spino_core.data.image_io import decode_image
+from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "camera_void",
     "mask_digest",
     "mask_from_labelled",
+    "mask_samples",
     "read_mask_png",
     "read_recorded_mask",
     "record_mask",
@@ -152,6 +155,14 @@ def apply_to_semantic(semantic: np.ndarray, mask: np.ndarray | None, *, where: s
     out = np.array(semantic, copy=True)
     out[resize_mask(mask, out.shape[:2], where=where)] = VOID
     return out
+
+
+def mask_samples(samples: Sequence[Sample], mask: np.ndarray | None, *, where: str) -> list[Sample]:
+    """Labelled samples with ``VOID`` semantic targets on ``mask`` (instances unchanged)."""
+    return [
+        dataclasses.replace(s, semantic=apply_to_semantic(s.semantic, mask, where=where))
+        for s in samples
+    ]
 
 
 def _encode(mask: np.ndarray) -> bytes:
