@@ -10,7 +10,10 @@ derived from the k labelled images (``source: labelled``, ``--min-fraction``); r
 PQ (panopticapi rules, in memory) of the pseudo-labels of the first ``--n-images``
 unlabelled training images against their ground truth, overall and split into the images
 whose ground truth has the ego hood and those without (the synthetic world draws the hood
-in ~30 % of images, Cityscapes in all).
+in ~30 % of images, Cityscapes in all). PQ cannot see the hood (void in the ground truth:
+left out of every union), so two more figures count what the student would be taught
+there: the fraction of ground-truth hood pixels the pseudo-labels give a class, and the
+pseudo-label thing segments lying mostly (> 50 %) on the hood (false instances).
 
 Usage::
 
@@ -33,7 +36,7 @@ import torch
 
 from spino_core.config import CameraMaskConfig, SpinoConfig, load_config
 from spino_core.data.camera_mask import build_camera_mask, camera_void
-from spino_core.data.classes import coco_categories
+from spino_core.data.classes import TRAIN_CLASSES, coco_categories
 from spino_core.data.convert import sample_to_panoptic
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import choose_k_shot
@@ -47,6 +50,7 @@ from spino_core.training.train_heads import train_heads
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSETS = ("all", "with_hood", "without_hood")
+THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)
 
 
 def _pq(meter: PanopticQuality) -> dict[str, float]:
@@ -56,6 +60,16 @@ def _pq(meter: PanopticQuality) -> dict[str, float]:
         "pq_things": res["Things"]["pq"],
         "pq_stuff": res["Stuff"]["pq"],
     }
+
+
+def _hood_counts(ids: np.ndarray, segments: list[dict], hood: np.ndarray) -> np.ndarray:
+    """[hood pixels given a class, hood pixels, thing segments > 50 % on the hood]."""
+    things = 0
+    for seg in segments:
+        if seg["category_id"] in THING_LABEL_IDS:
+            on = ids == seg["id"]
+            things += int(hood[on].sum() * 2 > on.sum())
+    return np.array([int((ids[hood] != 0).sum()), int(hood.sum()), things])
 
 
 def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +113,7 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         pseudo = {"plain": None, "masked": mask} if heads_mask is None else {"masked": mask}
         meters = {(p, sub): PanopticQuality(coco_categories()) for p in pseudo for sub in SUBSETS}
+        on_hood = {p: np.zeros(3, np.int64) for p in pseudo}  # labelled px, hood px, things
         for sample, hood in zip(to_label, hooded, strict=True):
             ms = multiscale_predict(
                 sample.image, predictor, input_hw=res.input_size,
@@ -108,13 +123,17 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
                 tile_batch_size=cfg.pseudo_label.tile_batch_size,
             )  # fmt: skip
             gt = sample_to_panoptic(sample.instance)
+            gt_hood = camera_void(sample.instance, mask_cfg.label_ids)
             for pname, pmask in pseudo.items():
                 ids, segments, _ = fuse_to_coco(ms, cfg.pseudo_label, void_mask=pmask)
+                on_hood[pname] += _hood_counts(ids, segments, gt_hood)
                 for sub in ("all", "with_hood" if hood else "without_hood"):
                     meters[(pname, sub)].update(*gt, ids, segments)
         for pname in pseudo:
             row = {"heads": heads_name, "pseudo": pname, "heads_seconds": round(fit_s, 1)}
             row |= {sub: _pq(meters[(pname, sub)]) for sub in SUBSETS}
+            labelled_px, hood_px, things = on_hood[pname].tolist()
+            row |= {"hood_px_labelled": labelled_px / max(1, hood_px), "hood_things": things}
             out["rows"].append(row)
             print(json.dumps(row), flush=True)
         if args.out:
