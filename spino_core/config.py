@@ -94,10 +94,40 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class CameraMaskConfig:
+    """Static camera void (ego vehicle, rectification border): spino_core/data/camera_mask.py.
+
+    source: none; labelled (a pixel is void when one of ``label_ids`` in at least
+    ``min_fraction`` of the k labelled images); or a PNG path (non-zero = void, any size
+    of the images' aspect ratio; relative = beside params.yaml).
+    """
+
+    source: str = "none"
+    min_fraction: float = 0.5
+    label_ids: list[int] = field(default_factory=lambda: [1, 2, 3])  # Cityscapes labelIds
+
+    def __post_init__(self) -> None:
+        if self.source not in ("none", "labelled") and not self.source.lower().endswith(".png"):
+            _fail(
+                "data.camera_mask.source",
+                f"{self.source!r} is not none, labelled or a path to a .png file",
+            )
+        if not 0.0 < self.min_fraction <= 1.0:
+            _fail("data.camera_mask.min_fraction", f"must be in (0, 1], got {self.min_fraction}")
+        if not self.label_ids or any(not 1 <= i <= 33 for i in self.label_ids):
+            _fail(
+                "data.camera_mask.label_ids",
+                f"must be Cityscapes labelIds 1..33 (1 ego vehicle, 2 rectification border, "
+                f"3 out of roi), got {self.label_ids}",
+            )
+
+
+@dataclass(frozen=True)
 class DataConfig:
     layout: Literal["cityscapes", "kitti360"] = "cityscapes"
     train_split: str = "train"
     val_split: str = "val"
+    camera_mask: CameraMaskConfig = field(default_factory=CameraMaskConfig)
 
 
 @dataclass(frozen=True)
@@ -407,6 +437,8 @@ class SpinoConfig:
                 ml["tracking_uri"] = prefix + _relative(ml["tracking_uri"][len(prefix) :], base)
             ml["artifact_location"] = _relative(ml["artifact_location"], base)
             doc["backbone"]["weights"] = _relative(doc["backbone"]["weights"], base)
+            mask = doc["data"]["camera_mask"]
+            mask["source"] = _relative(mask["source"], base)
         return doc
 
     def section(self, name: str) -> dict[str, Any]:
@@ -617,6 +649,10 @@ def _resolve_locations(cfg: SpinoConfig, base: Path) -> SpinoConfig:
     if weights not in ("hub", "random") and not Path(weights).is_absolute():
         weights = str(base / weights)  # a checkpoint path, like paths.*: beside params.yaml
     backbone = dataclasses.replace(cfg.backbone, weights=weights)
+    mask = cfg.data.camera_mask
+    if mask.source not in ("none", "labelled") and not Path(mask.source).is_absolute():
+        mask = dataclasses.replace(mask, source=str(base / mask.source))  # beside params.yaml
+    data = dataclasses.replace(cfg.data, camera_mask=mask)
     return dataclasses.replace(
-        cfg, paths=paths, mlflow=mlflow, backbone=backbone, base_dir=str(base)
+        cfg, paths=paths, mlflow=mlflow, backbone=backbone, data=data, base_dir=str(base)
     )

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 
 from spino_core.config import SpinoConfig
+from spino_core.data.camera_mask import read_recorded_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
 from spino_core.inference.calibration import resolve_boundary_threshold
@@ -88,6 +89,7 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
         resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
         cfg.paths.pseudo,
         input_hw=loaded.input_hw,
+        void_mask=read_recorded_mask(cfg.paths.pseudo),  # recorded by plan's claim_for_heads
     )
 
 

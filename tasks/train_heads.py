@@ -9,6 +9,7 @@ from prefect import task
 
 from spino_core.atomic import write_bytes_atomic, write_json_atomic
 from spino_core.config import SpinoConfig
+from spino_core.data.camera_mask import build_camera_mask, record_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
 from spino_core.inference.calibration import CALIBRATION_FILE, calibration_record
@@ -34,6 +35,7 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
     val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split) if val_stems else None
     val_samples = [val.load(s) for s in val_stems] if val else []
 
+    mask = build_camera_mask(cfg.data.camera_mask, [s.instance for s in samples])
     backbone = create_backbone(cfg.backbone)
     result = train_heads(
         samples,
@@ -43,8 +45,10 @@ def train_label_heads(cfg: SpinoConfig) -> dict[str, Any]:
         backbone=backbone,
         semantic_points=cfg.heads.semantic_points,
         boundary_points=cfg.heads.boundary_points,
+        void_mask=mask,
     )
     save_heads(heads_dir, result, cfg.to_dict())
+    record_mask(heads_dir, mask)  # the pseudo-label stage takes it from here
 
     preview = heads_preview(
         backbone, result.heads, val_samples or samples, input_size=result.input_size

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spino_core.config import PseudoLabelConfig
+from spino_core.data.camera_mask import CAMERA_MASK_FILE, apply_to_semantic
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES, train_to_label_lut
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
@@ -137,8 +138,12 @@ def label_image(
     cfg: PseudoLabelConfig,
     *,
     input_hw: tuple[int, int],
+    void_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[dict], dict[str, Any]]:
-    """(H, W, 3) uint8 RGB -> ((H, W) int32 COCO segment ids, segments_info, stats)."""
+    """(H, W, 3) uint8 RGB -> ((H, W) int32 COCO segment ids, segments_info, stats).
+
+    ``void_mask``: the static camera mask ((h, w) bool, any size of the image's aspect),
+    void in the output (:func:`fuse_to_coco`)."""
     ms = multiscale_predict(
         image,
         predict,
@@ -148,15 +153,22 @@ def label_image(
         boundary_threshold=cfg.boundary_threshold,
         tile_batch_size=cfg.tile_batch_size,
     )
-    return fuse_to_coco(ms, cfg)
+    return fuse_to_coco(ms, cfg, void_mask=void_mask)
 
 
 def fuse_to_coco(
-    ms: MultiscaleResult, cfg: PseudoLabelConfig
+    ms: MultiscaleResult, cfg: PseudoLabelConfig, *, void_mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[dict], dict[str, Any]]:
-    """Multi-scale prediction -> ((H, W) int32 COCO segment ids, segments_info, stats)."""
+    """Multi-scale prediction -> ((H, W) int32 COCO segment ids, segments_info, stats).
+
+    ``void_mask`` ((h, w) bool, resized nearest to the image): the camera mask's pixels
+    are void in the semantic map *before* the fusion (official SPINO: the ego-car mask is
+    set to ignore in the semantic prediction, then instances are clustered), so they are
+    0 in the output, in no segment, and a blob running into the hood ends at its edge.
+    """
+    semantic = apply_to_semantic(ms.semantic, void_mask, where=f"{CAMERA_MASK_FILE} (pseudo)")
     panoptic = fuse_panoptic(
-        ms.semantic,
+        semantic,
         ms.boundary,
         thing_ids=THING_TRAIN_IDS,
         **fusion_options(cfg, ms.semantic.shape),  # min sizes scaled by area, connectivity
@@ -190,6 +202,7 @@ def label_shard(
     input_hw: tuple[int, int],
     progress: bool = True,
     fingerprint: Mapping[str, Any] | None = None,
+    void_mask: np.ndarray | None = None,
 ) -> list[ManifestRow]:
     """Label ``stems`` of ``dataset`` into ``out_dir``; one :class:`ManifestRow` per stem.
 
@@ -198,6 +211,9 @@ def label_shard(
     the shard goes on; any other error stops it at once (``image_io``). With ``fingerprint``,
     :func:`claim_output_dir` runs first (the flow should call it once before fanning out).
     ``cfg.batch_images``, ``overlap`` and ``writer_threads`` set the pipelining (module doc).
+    ``void_mask``: the static camera mask, void in every label (:func:`fuse_to_coco`); the
+    stage passes the one :func:`~spino_core.pseudo.guard.claim_for_heads` recorded in
+    ``out_dir``.
     """
     out = Path(out_dir)
     if fingerprint is not None:
@@ -239,7 +255,7 @@ def label_shard(
                     bar.update()
                     continue
                 ms, item.image = next(results), None  # the decoded image is no longer needed
-                args = (out, item, shard_id, ms, cfg, item.seconds + share, stop)
+                args = (out, item, shard_id, ms, cfg, item.seconds + share, stop, void_mask)
                 if writer is None:
                     slots.append(_finish(*args))
                     bar.update()
@@ -275,13 +291,14 @@ def _finish(
     cfg: PseudoLabelConfig,
     seconds_so_far: float,
     stop: threading.Event,
+    void_mask: np.ndarray | None,
 ) -> ManifestRow:
     """Fuse one image's prediction and write its files (in a writer thread with overlap)."""
     if stop.is_set():
         raise RuntimeError("pseudo-labelling stopped by an earlier error")
     try:
         start = time.perf_counter()
-        ids, segments, stats = fuse_to_coco(ms, cfg)
+        ids, segments, stats = fuse_to_coco(ms, cfg, void_mask=void_mask)
         stats["label_seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
         return write_output(out, item, shard_id, ids, segments, stats)
     except BaseException:

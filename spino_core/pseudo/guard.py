@@ -20,6 +20,7 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic
 from spino_core.config import BackboneConfig, PseudoLabelConfig
+from spino_core.data.camera_mask import mask_digest, read_recorded_mask, record_mask
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.backbone import backbone_fingerprint
@@ -51,8 +52,13 @@ def label_fingerprint(
     pseudo: PseudoLabelConfig,
     backbone: BackboneConfig,
     input_hw: tuple[int, int],
+    camera_mask: str | None = None,
 ) -> dict[str, Any]:
-    """Everything that changes the labels (not sharding, batching, device or failure limit)."""
+    """Everything that changes the labels (not sharding, batching, device or failure limit).
+
+    ``camera_mask``: the digest of the static camera mask (``camera_mask.mask_digest``);
+    the key is left out without one, so folders labelled before the mask existed match.
+    """
     keep = ("semantic_scales", "boundary_scales", "boundary_threshold")
     keep += ("min_blob_px", "min_instance_px", "min_size_reference", "blob_connectivity")
     keep += ("precision",)  # bf16 changes the labels
@@ -67,7 +73,7 @@ def label_fingerprint(
         },
         "input_hw": [int(input_hw[0]), int(input_hw[1])],
         "pseudo_label": {k: getattr(pseudo, k) for k in keep},
-    }
+    } | ({"camera_mask": camera_mask} if camera_mask else {})
 
 
 def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any]) -> None:
@@ -119,12 +125,17 @@ def claim_for_heads(
     """Fingerprint the heads in ``heads_dir`` with these settings, then claim ``out_dir``.
 
     The one entry point for a labelling run (the stage and the quality benchmark), so both
-    decide "same labels?" the same way. Returns the fingerprint.
+    decide "same labels?" the same way. The heads' static camera mask (``camera_mask.png``,
+    if the heads stage wrote one) is part of the fingerprint and copied into ``out_dir``,
+    where the shards and the student read it. Returns the fingerprint.
     """
+    mask = read_recorded_mask(heads_dir)
     fingerprint = label_fingerprint(
-        heads_id=heads_checksum(heads_dir), pseudo=pseudo, backbone=backbone, input_hw=input_hw
-    )
+        heads_id=heads_checksum(heads_dir), pseudo=pseudo, backbone=backbone, input_hw=input_hw,
+        camera_mask=None if mask is None else mask_digest(mask),
+    )  # fmt: skip
     claim_output_dir(out_dir, fingerprint)
+    record_mask(out_dir, mask)
     return fingerprint
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from spino_core.config import StudentConfig
+from spino_core.data.camera_mask import CAMERA_MASK_FILE, read_recorded_mask, resize_mask
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.classes import THING_TRAIN_IDS
 from spino_core.data.coco_panoptic import PanopticSet, load_annotation, read_panoptic_json
@@ -36,6 +37,7 @@ from spino_core.student.targets import (
     make_targets,
     panoptic_from_cityscapes,
     panoptic_from_coco,
+    void_where,
 )
 from spino_core.training.augment import AugmentParams, augment_view, resize_view
 
@@ -116,6 +118,8 @@ class PseudoSet:
 
     panoptic: PanopticSet
     image_paths: tuple[Path, ...]  # aligned with panoptic.annotations
+    # The static camera mask recorded with the labels ((h, w) bool, True = void), or None.
+    void_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -131,7 +135,9 @@ def open_pseudo_set(
     """Read a pseudo-label JSON; ``images`` maps each ``image_id`` (stem) to its RGB file.
 
     ``images`` is a dataset (``open_dataset(...)``: its ``image_path(stem)``) or a mapping.
-    An image id with no image is a DataError naming it; an empty JSON a SpinoError.
+    An image id with no image is a DataError naming it; an empty JSON a SpinoError. The
+    camera mask the pseudo-label stage recorded beside the JSON (``camera_mask.png``) comes
+    with the set: the student's targets ignore it, on pseudo-labels and ground truth alike.
     """
     pset = read_panoptic_json(Path(json_path), Path(png_dir))
     if not pset.annotations:
@@ -145,7 +151,7 @@ def open_pseudo_set(
         )
     lookup = images.image_path if isinstance(images, Dataset) else images.__getitem__
     paths = tuple(Path(lookup(str(a["image_id"]))) for a in pset.annotations)
-    return PseudoSet(pset, paths)
+    return PseudoSet(pset, paths, read_recorded_mask(Path(json_path).parent))
 
 
 class StudentDataset(torch.utils.data.Dataset):
@@ -180,7 +186,7 @@ class StudentDataset(torch.utils.data.Dataset):
         return len(self.pseudo) + len(self.gt)
 
     def label(self, index: int) -> tuple[np.ndarray, PanopticLabel]:
-        """(H0, W0, 3) uint8 image and its panoptic label, either source."""
+        """(H0, W0, 3) uint8 image and its panoptic label, either source, camera mask void."""
         if index < len(self.pseudo):
             ann = self.pseudo.panoptic.annotations[index]
             ids, segments = load_annotation(self.pseudo.panoptic, ann)
@@ -190,9 +196,15 @@ class StudentDataset(torch.utils.data.Dataset):
                     f"{self.pseudo.panoptic.png_path(ann)}: label {ids.shape} does not match "
                     f"image {self.pseudo.image_paths[index]} {image.shape[:2]}"
                 )
-            return image, panoptic_from_coco(ids, segments, thing_ids=THING_TRAIN_IDS)
-        sample = self.gt[index - len(self.pseudo)]
-        return sample.image, panoptic_from_cityscapes(sample.instance, thing_ids=THING_TRAIN_IDS)
+            label = panoptic_from_coco(ids, segments, thing_ids=THING_TRAIN_IDS)
+        else:
+            sample = self.gt[index - len(self.pseudo)]
+            image = sample.image
+            label = panoptic_from_cityscapes(sample.instance, thing_ids=THING_TRAIN_IDS)
+        mask = self.pseudo.void_mask
+        if mask is not None:
+            mask = resize_mask(mask, label.semantic.shape, where=f"{CAMERA_MASK_FILE} (student)")
+        return image, void_where(label, mask)
 
     def item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         """One view: image (3, H, W) uint8 tensor + targets (see ``StudentTargets``)."""

@@ -40,6 +40,7 @@ __all__ = [
     "make_targets",
     "panoptic_from_cityscapes",
     "panoptic_from_coco",
+    "void_where",
 ]
 
 _LABEL_TO_TRAIN = label_to_train_lut()
@@ -148,6 +149,23 @@ def panoptic_from_cityscapes(
     """
     ids, segments = sample_to_panoptic(instance_ids)
     return panoptic_from_coco(ids, segments, thing_ids=thing_ids)
+
+
+def void_where(label: PanopticLabel, mask: np.ndarray | None) -> PanopticLabel:
+    """``label`` with the (H, W) bool ``mask`` (the static camera mask, at the label's size)
+    made void: no class, no instance, no crowd there, so every target ignores it
+    (semantic 255, center and offset weight 0). ``mask`` None: ``label`` unchanged."""
+    if mask is None:
+        return label
+    if mask.shape != label.semantic.shape:
+        raise ValueError(f"mask {mask.shape} and label {label.semantic.shape} differ in size")
+    keep = ~mask
+    return PanopticLabel(
+        semantic=np.where(mask, np.uint8(VOID), label.semantic),
+        instance=label.instance * keep,
+        thing=label.thing & keep,
+        crowd=label.crowd & keep,
+    )
 
 
 # --------------------------------------------------------------------------- targets

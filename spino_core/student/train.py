@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from spino_core.atomic import atomic_path, write_json_atomic
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, StudentConfig
+from spino_core.data.camera_mask import mask_digest
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
 from spino_core.data.sample import Sample
 from spino_core.errors import ConfigError, SpinoError
@@ -146,7 +147,8 @@ def run_fingerprint(
             "pseudo_stems": _digest(pseudo.stems),
             "n_gt": len(gt_samples),
             "gt_stems": _digest([s.stem for s in gt_samples]),
-        },
+        }
+        | ({} if pseudo.void_mask is None else {"camera_mask": mask_digest(pseudo.void_mask)}),
         "world_size": world,
     }
 

@@ -193,12 +193,22 @@ def cache_key(backbone: DinoBackbone, samples: Sequence[Sample], spec: ViewSpec)
         "blocks": backbone.blocks,
         "params": _param_fingerprint(backbone),
         "stems": [s.stem for s in samples],
+        # the targets themselves: a camera mask (or an edited label file) changes them
+        "labels": _labels_digest(samples),
         "spec": [list(spec.input_size), list(spec.boundary_size), spec.n_views, spec.seed],
         "augment": dataclasses.asdict(spec.augment),
         "final_norm": bool(backbone.final_norm),
-        "version": 2,
+        "version": 3,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _labels_digest(samples: Sequence[Sample]) -> str:
+    digest = hashlib.sha256()
+    for s in samples:
+        for array in (s.semantic, s.instance):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _param_fingerprint(backbone: DinoBackbone) -> float:

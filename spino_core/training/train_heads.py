@@ -27,6 +27,7 @@ from tqdm.auto import trange
 
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
+from spino_core.data.camera_mask import CAMERA_MASK_FILE, mask_samples
 from spino_core.data.classes import NUM_CLASSES
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
@@ -112,6 +113,7 @@ def train_heads(
     cache_dir: str | os.PathLike[str] | None = None,
     semantic_points: int | None = DEFAULT_SEMANTIC_POINTS,
     boundary_points: int | None = DEFAULT_BOUNDARY_POINTS,
+    void_mask: np.ndarray | None = None,
 ) -> HeadsResult:
     """Train both heads on ``samples`` (the k labelled images), evaluate on ``val_samples``.
 
@@ -121,8 +123,12 @@ def train_heads(
     is evaluated (``None`` = every pixel of the loss grid). The MLPs at every pixel of a
     224x448 grid cost ~4 s per step on 2 CPU cores; a few thousand random pixel centres
     give the same expected loss at a fraction of that.
+    ``void_mask``: the static camera mask ((h, w) bool, resized to each image): void in the
+    semantic targets, so the semantic loss ignores it in every augmented view (the
+    boundary head trains on it as officially: the hood holds no instance).
     """
     check_labelled(samples)
+    samples = mask_samples(samples, void_mask, where=f"{CAMERA_MASK_FILE} (heads)")
     device = resolve_device(heads_cfg.device)
     run = _Run(heads_cfg, device, progress, semantic_points, boundary_points)
     try:
