@@ -2,6 +2,9 @@
 
 Stage commands run the stage's Prefect flow; ``evaluate-panoptic`` runs the metric code
 directly so that its start-up stays light (no torch, Prefect or MLflow import).
+Flow commands run against one Prefect API: ``PREFECT_API_URL`` when configured, else a
+temporary server that :mod:`flows.prefect_api` starts and that dies with the command, even
+on SIGKILL (``spino with-prefect dvc repro`` shares one across all stages).
 A :class:`SpinoError` becomes one line on stderr and exit code 2 (Prefect's own tracebacks of
 it stay in the Prefect run logs, off the console). SIGTERM and SIGINT stop a command cleanly:
 the stack unwinds (temp files removed), the temporary Prefect server is stopped, exit code
@@ -26,7 +29,8 @@ from typing import Any
 from spino_core.errors import SpinoError
 
 # Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
-# flows.stages.STAGES is the source of truth and a test checks they agree.
+# flows.stages.STAGES is the source of truth and a test checks they agree. A stage command
+# imports only its own flow module (``flows/<stage>.py``), not every stage's libraries.
 STAGE_NAMES = (
     "synth",
     "split",
@@ -94,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="deployment name (default: %(default)s; prefect.yaml's spino-nightly is left "
         "to `prefect deploy`)",
     )
+
+    wp = sub.add_parser(
+        "with-prefect",
+        help="run a command (dvc repro) with one temporary Prefect API for all its stages",
+    )
+    wp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, e.g. dvc repro")
 
     pr = sub.add_parser("predict", help="panoptic inference with a trained student")
     pr.add_argument(
@@ -237,6 +247,9 @@ def _interrupted(folders: Sequence[Path]) -> int:
         signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup short
     code = 128 + (_received[-1] if _received else signal.SIGINT)
     print(f"spino: interrupted ({signal.Signals(code - 128).name})", file=sys.stderr)
+    own = sys.modules.get("flows.prefect_api")
+    if own is not None:
+        own.stop_current()
     server = sys.modules.get("prefect.server.api.server")
     if server is not None:
         for instance in list(server.SubprocessASGIServer._instances.values()):
@@ -271,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpinoError as exc:
         print(f"spino: error: {exc}", file=sys.stderr)
         return 2
+    except _ChildFailed as exc:
+        return exc.code
     except BaseException as exc:
         if _is_interrupt(exc):
             if isinstance(getattr(exc, "signal", None), int):  # Prefect's TerminationSignal
@@ -283,6 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _stage_flow(command: str) -> Any:
+    """The stage's flow, importing only its own module (not every stage's libraries)."""
+    import importlib
+
+    module = command.replace("-", "_")
+    return getattr(importlib.import_module(f"flows.{module}"), f"{module}_flow")
+
+
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Path]) -> None:
     if args.command == "evaluate-panoptic":
         _evaluate_panoptic(args)
@@ -291,17 +314,30 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Pa
         _predict(args)
         return
     _prefect_env()
+    from flows.prefect_api import prefect_api
+
+    if args.command == "with-prefect":
+        if not args.cmd:
+            raise SpinoError(
+                "with-prefect: give the command to run, e.g. `spino with-prefect dvc repro`"
+            )
+        _with_prefect(args.cmd, stack.enter_context(prefect_api()))
+        return
     from spino_core.config import check_devices, load_config
 
     if args.command == "serve":
         load_config(args.params)
+        server = stack.enter_context(prefect_api())
         from flows.serve import serve
 
         _quiet_user_errors()
+        if server is not None:
+            server.wait_ready()
         serve(args.params, args.cron, args.name)
         return
     cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
     check_devices(cfg)
+    server = stack.enter_context(prefect_api())  # it boots while the imports below run
     from flows.tracking import check_tracking
 
     check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
@@ -310,12 +346,50 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Pa
         from flows.pipeline import pipeline_flow
 
         _quiet_user_errors()
+        if server is not None:
+            server.wait_ready()
         pipeline_flow(params=args.params, overrides=args.overrides, use_cache=args.use_cache)
     else:
-        from flows.stages import STAGES
-
+        stage_flow = _stage_flow(args.command)
         _quiet_user_errors()
-        STAGES[args.command](params=args.params, overrides=args.overrides)
+        if server is not None:
+            server.wait_ready()
+        stage_flow(params=args.params, overrides=args.overrides)
+
+
+def _with_prefect(command: Sequence[str], server: Any) -> None:
+    """Run ``command`` (``dvc repro``) with one Prefect API for every stage it starts."""
+    import subprocess
+
+    if not command:
+        raise SpinoError(
+            "with-prefect: give the command to run, e.g. `spino with-prefect dvc repro`"
+        )
+    if server is not None:
+        server.wait_ready()
+        print(f"spino: Prefect API for this run: {server.url} (stopped at the end)", flush=True)
+    try:
+        child = subprocess.Popen(list(command))
+    except OSError as exc:
+        raise SpinoError(f"with-prefect: cannot run {command[0]!r}: {exc.strerror}") from None
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # SIGTERM/SIGINT: pass it on, wait, then stop the server
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        child.send_signal(_received[-1] if _received else signal.SIGINT)
+        child.wait()
+        raise
+    if code:
+        raise _ChildFailed(128 - code if code < 0 else code)
+
+
+class _ChildFailed(Exception):
+    """``with-prefect``'s command failed: exit with its code (no message of ours)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 if __name__ == "__main__":

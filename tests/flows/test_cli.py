@@ -121,3 +121,11 @@ def test_prefect_yaml_entrypoint_is_the_pipeline_flow() -> None:
     flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
     assert flow.name == "spino-pipeline"
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+
+
+def test_stage_command_runs_the_stage_table_flow() -> None:
+    from flows.cli import _stage_flow
+    from flows.stages import STAGES
+
+    for name, stage_flow in STAGES.items():
+        assert _stage_flow(name) is stage_flow
