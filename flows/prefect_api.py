@@ -80,6 +80,7 @@ class TemporaryServer:
             self.port: int = sock.getsockname()[1]
             env = {**os.environ, **_SERVER_ENV}
             env.pop(API_URL_ENV, None)
+            env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no noise
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, str(sock.fileno()), str(os.getpid())],
                 env=env,
