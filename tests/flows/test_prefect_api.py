@@ -98,7 +98,7 @@ def test_with_prefect_gives_every_stage_one_api_and_stops_it(
     assert code == 3, out[-3000:]  # the command's own exit code
     assert "STAGES DONE" in out, out[-3000:]
     assert len(servers) == 1, servers  # one server for both stages ...
-    assert "with-prefect" in servers[0][0]  # ... and it is the wrapper's, not a stage's
+    assert "with-prefect" in servers[0][0], servers  # ... and it is the wrapper's, not a stage's
     url = re.search(r"Prefect API for this run: (http://\S+)", out)
     assert url, out[-3000:]
     port = int(url.group(1).rsplit(":", 1)[1].split("/")[0])
