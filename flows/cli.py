@@ -411,8 +411,12 @@ def _with_prefect(command: Sequence[str], server: Any) -> None:
     except KeyboardInterrupt:  # SIGTERM/SIGINT: pass it on, wait, then stop the server
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        child.send_signal(_received[-1] if _received else signal.SIGINT)
-        child.wait()
+        sig = _received[-1] if _received else signal.SIGINT
+        try:  # Ctrl-C reached the command's process group too: a second one only if needed
+            child.wait(timeout=0 if sig != signal.SIGINT else 2)
+        except subprocess.TimeoutExpired:
+            child.send_signal(sig)
+            child.wait()
         raise
     if code:
         raise _ChildFailed(128 - code if code < 0 else code)

@@ -113,3 +113,28 @@ def test_with_prefect_without_a_command_is_one_line(capsys: pytest.CaptureFixtur
     assert main(["with-prefect"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "spino with-prefect dvc repro" in err
+
+
+@pytest.mark.slow
+def test_with_prefect_sigterm_stops_the_command_and_the_server(tmp_path: Path) -> None:
+    script = "import time; print('CMD UP', flush=True); time.sleep(120)"
+    cmd = [sys.executable, "-m", "flows.cli", "with-prefect", sys.executable, "-c", script]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    children: list[psutil.Process] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the API answers before the command starts
+            if "CMD UP" in line:
+                break
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert sum(_is_server(c) for c in children) == 1 and len(children) == 2, children
+        proc.terminate()
+        assert proc.wait(timeout=60) == 128 + 15
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"left running: {[(p.pid, p.cmdline()) for p in alive]}"
+    finally:
+        for p in [*children, psutil.Process(proc.pid)] if proc.poll() is None else children:
+            if p.is_running():
+                p.kill()  # only processes this test started
