@@ -138,3 +138,21 @@ def test_with_prefect_sigterm_stops_the_command_and_the_server(tmp_path: Path) -
         for p in [*children, psutil.Process(proc.pid)] if proc.poll() is None else children:
             if p.is_running():
                 p.kill()  # only processes this test started
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.prefect_api import TemporaryServer
+    from spino_core.errors import SpinoError
+
+    bad_db = f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/prefect.db"
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", bad_db)
+    server = TemporaryServer()
+    try:
+        with pytest.raises(SpinoError, match="temporary Prefect server exited with code") as exc:
+            server.wait_ready(timeout_s=120)
+        assert "PREFECT_API_URL" in str(exc.value) and "\n" not in str(exc.value)
+    finally:
+        server.stop()
