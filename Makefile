@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m spino_core.report.plots_template $@
 	$(VENV)/bin/dvc config --local plots.html_template plots_template.html
 
+# One Prefect API for every stage of the run (a temporary server, stopped at the end), not a
+# server per stage; with PREFECT_API_URL set, the stages report there instead.
 demo: setup
-	dvc repro
+	spino with-prefect dvc repro
 	@$(PY) -m spino_core.report.summary --heads metrics/heads.json \
 		--pseudo-report reports/pseudo --student-report reports/student
 	@echo "Done: dataset in data/raw, split in data/split, MLflow runs in mlflow.db"

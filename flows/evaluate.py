@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
-from flows.registry import register_student
 from flows.tracking import find_pseudo_label_run, log_panoptic_report, stage_run
 from spino_core.config import load_config
 from tasks.evaluate import evaluate_student
@@ -22,7 +20,11 @@ def evaluate_flow(
     with stage_run(cfg, "evaluate", out_dir=cfg.paths.student_report) as run:
         out = evaluate_student(cfg)
         metrics = out["metrics"]
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
+            from flows.registry import register_student
+
             log_panoptic_report(mlflow, metrics, cfg.paths.student_report)
             registry = register_student(
                 cfg.paths.student,

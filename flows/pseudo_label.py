@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import mlflow
 from prefect import flow, unmapped
 
 from flows.artifacts import finish_stage
@@ -49,7 +48,9 @@ def pseudo_label_flow(
     with stage_run(cfg, "pseudo_label", out_dir=cfg.paths.pseudo) as run:
         shards_flow = flow(name="pseudo-label-shards", task_runner=runner)(_label_shards)
         summary = shards_flow(cfg)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             mlflow.log_metrics(
                 {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
             )

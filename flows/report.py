@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
@@ -18,7 +17,9 @@ def report_flow(params: str = "params.yaml", overrides: list[str] | None = None)
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "report", out_dir=cfg.paths.pseudo_report) as run:
         out = report_pseudo_labels(cfg)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report)
     finish_stage("report", cfg, out["metrics"])
     return out["metrics"]

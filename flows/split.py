@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
@@ -18,7 +17,9 @@ def split_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "split", out_dir=cfg.paths.split) as run:
         summary = make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             mlflow.log_metrics(
                 {
                     "n_labelled": len(summary["labelled"]),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
@@ -18,7 +17,9 @@ def synth_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "synth", out_dir=cfg.paths.raw) as run:
         summary = generate_synthetic_dataset(cfg.synth, cfg.paths.raw)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             mlflow.log_metrics(
                 {f"images_{k}": v for k, v in summary.get("images", {}).items()}
                 | {"touching_pairs": summary.get("touching_pairs", 0)}

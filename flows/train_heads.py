@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
@@ -20,7 +19,9 @@ def train_heads_flow(
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "train_heads", out_dir=cfg.paths.heads) as run:
         out = train_label_heads(cfg)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             metrics = out["metrics"]
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _is_number(v)})
             mlflow.log_metrics(

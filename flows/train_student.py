@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.artifacts import finish_stage
@@ -24,7 +23,9 @@ def train_student_flow(
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "train_student", out_dir=cfg.paths.student) as run:
         out = train_student_model(cfg)
-        if run is not None:
+        if run is not None:  # MLflow imported only when enabled
+            import mlflow
+
             numbers = {
                 k: float(v)
                 for k, v in out["metrics"].items()

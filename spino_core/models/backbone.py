@@ -21,15 +21,17 @@ import pickle
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import timm
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
 from spino_core.config import DINOV2_MODELS, BackboneConfig
 from spino_core.errors import ConfigError, SpinoError
+
+if TYPE_CHECKING:  # timm (and the torchvision it imports, ~2 s) only where a model is built
+    from timm.models.vision_transformer import VisionTransformer
 
 PATCH = 14
 
@@ -165,6 +167,8 @@ def _create_random(name: str, kwargs: dict) -> VisionTransformer:
     tensor is filled from a private ``torch.Generator`` seeded by (seed, model, tensor name),
     following timm's ViT initialisation rules (:func:`_init_tensor`).
     """
+    import timm
+
     with torch.device("meta"):
         vit = timm.create_model(name, pretrained=False, **kwargs)
     buffers = [n for n, _ in vit.named_buffers()]
@@ -268,6 +272,8 @@ def _short(fingerprint: str) -> str:
 
 
 def _create_from_hub(name: str, kwargs: dict) -> VisionTransformer:
+    import timm
+
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as exc:  # network, hub and cache errors come in many types
@@ -351,6 +357,9 @@ def _create_from_file(name: str, path: Path, kwargs: dict) -> VisionTransformer:
         raise SpinoError(
             f"{where}: not a ViT checkpoint (no patch_embed.proj.weight; first key {example!r})"
         )
+    import timm
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
     with torch.device("meta"):
         vit = timm.create_model(name, pretrained=False, **kwargs)
     want = (vit.embed_dim, len(vit.blocks), PATCH, vit.num_reg_tokens > 0)

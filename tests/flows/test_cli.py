@@ -121,3 +121,30 @@ def test_prefect_yaml_entrypoint_is_the_pipeline_flow() -> None:
     flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
     assert flow.name == "spino-pipeline"
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+
+
+def test_stage_command_runs_the_stage_table_flow() -> None:
+    from flows.cli import _stage_flow
+    from flows.stages import STAGES
+
+    for name, stage_flow in STAGES.items():
+        assert _stage_flow(name) is stage_flow
+
+
+def test_light_stages_import_only_what_they_use() -> None:
+    """A stage command imports its own flow only; MLflow, timm, DVC, matplotlib when used.
+
+    (``report`` still gets torch through ``spino_core.pseudo``'s package imports.)
+    """
+    code = (
+        "import sys; from flows.cli import _stage_flow; "
+        "[_stage_flow(s) for s in ('synth', 'split', 'report')]; "
+        "print([m for m in ('torch', 'timm', 'torchvision', 'mlflow', 'dvc', 'matplotlib') "
+        "if m in sys.modules])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[-2] == "['torch']"
+    code = code.replace("'split', 'report'", "'split'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.stdout.split("\n")[-2] == "[]", res.stderr

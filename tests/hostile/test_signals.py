@@ -63,3 +63,39 @@ def test_signal_stops_a_stage_cleanly(tiny_params, tmp_path: Path, sig: signal.S
         for p in [psutil.Process(proc.pid), *children] if proc.poll() is None else children:
             if p.is_running():
                 p.kill()  # only processes this test started
+
+
+def _server_children(pid: int) -> list[psutil.Process]:
+    """The stage's descendants once its temporary Prefect server answers (it logs its URL)."""
+    return psutil.Process(pid).children(recursive=True)
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_stage_leaves_no_prefect_server(tiny_params, tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the server must die with its stage by itself (no orphan)."""
+    synth = {"n_train": 5000, "n_val": 0, "height": 64, "width": 128, "seed": 0}
+    params = tiny_params(tmp_path, synth=synth, mlflow={"enabled": False})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "synth", "--params", str(params)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: list[psutil.Process] = []
+    try:
+        writing = lambda: any(tmp_path.glob("data/raw.tmp-*/leftImg8bit/train/*/*.png"))  # noqa: E731
+        _wait_for(lambda: writing() or proc.poll() is not None, 400, "synth to start writing")
+        assert proc.poll() is None, "synth ended before it could be killed"
+        children = _server_children(proc.pid)  # the flow runs, so its API server answers
+        assert children, "no server process found under the stage"
+        proc.kill()
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"orphans left: {[(p.pid, p.cmdline()) for p in alive]}"
+    finally:
+        for p in children:
+            if p.is_running():
+                p.kill()  # only processes this test started

@@ -180,7 +180,7 @@ def test_hub_failure_is_one_line(monkeypatch) -> None:
             raise OSError("We couldn't connect to 'https://huggingface.co'\nmore lines")
         raise AssertionError("hub must not fall back to random weights")
 
-    monkeypatch.setattr(backbone_mod.timm, "create_model", offline)
+    monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(SpinoError, match=r"set backbone\.weights to its path") as exc:
         create_backbone(BackboneConfig(name=SMALL, weights="hub"))
     assert "\n" not in str(exc.value)
