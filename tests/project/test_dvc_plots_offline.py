@@ -161,11 +161,23 @@ def test_offline_page_renders_every_plot(plots_repo: Path, tmp_path: Path) -> No
             assert d[key] in rendered, f"{d['path']}: {key} {d[key]!r} not drawn"
 
 
+def _make_dry_run(*args: str) -> subprocess.CompletedProcess:
+    """``make -n`` as a user types it: under ``make test`` the inherited MAKELEVEL/MAKEFLAGS
+    would make it a sub-make that prints "Entering/Leaving directory" lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_make_setup_writes_the_template_and_sets_the_config() -> None:
     """A dry run (-n executes nothing): setup's recipe includes both steps."""
-    res = subprocess.run(
-        ["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    res = _make_dry_run("-B", "setup")
     assert res.returncode == 0, res.stderr
     assert "-m spino_core.report.plots_template .dvc/plots_template.html" in res.stdout
     assert "dvc config --local plots.html_template plots_template.html" in res.stdout
@@ -176,9 +188,7 @@ def test_make_setup_writes_the_template_and_sets_the_config() -> None:
 
 
 def test_make_demo_ends_with_the_plots_page() -> None:
-    res = subprocess.run(
-        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    res = _make_dry_run("demo")
     assert res.returncode == 0, res.stderr
     assert "dvc plots show" in res.stdout.strip().splitlines()[-1]
     ignored = subprocess.run(["git", "check-ignore", "-q", "dvc_plots/index.html"], cwd=REPO)
