@@ -20,6 +20,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _as_in_a_terminal() -> None:
+    """The child starts as from an interactive shell: SIGINT at its default. A test run
+    started in the background (``make test &``, some CI runners) inherits SIGINT *ignored*,
+    which Python keeps, so the signal would never arrive (POSIX; nohup'd jobs rely on it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(predicate, timeout_s: float, what: str) -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -42,6 +49,7 @@ def test_signal_stops_a_stage_cleanly(tiny_params, tmp_path: Path, sig: signal.S
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
     children: list[psutil.Process] = []
     try:
