@@ -321,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
+    previous_int = signal.getsignal(signal.SIGINT) if main_thread else None
     previous = signal.signal(signal.SIGTERM, _on_signal) if main_thread else None
     folders: list[Path] = []
     try:
@@ -340,6 +341,8 @@ def _main(argv: Sequence[str] | None) -> int:
     finally:
         if previous is not None:  # main() called in-process (tests): leave no handler behind
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:  # _interrupted ignored SIGINT: children would inherit it
+            signal.signal(signal.SIGINT, previous_int)
     return 0
 
 

@@ -148,3 +148,24 @@ def test_light_stages_import_only_what_they_use() -> None:
     code = code.replace("'split', 'report'", "'split'")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.stdout.split("\n")[-2] == "[]", res.stderr
+
+
+def test_an_interrupted_in_process_call_leaves_the_signal_handlers_as_it_found_them() -> None:
+    """main() called in-process (tests, the serve loop) and interrupted returns 130, and must
+    not leave SIGINT ignored: processes started later would inherit the ignored SIGINT (a
+    later test's Ctrl-C never arrived). A subprocess: the interrupt path may os._exit."""
+    code = (
+        "import signal, flows.cli as c\n"
+        "def boom(*a, **k):\n"
+        "    raise KeyboardInterrupt\n"
+        "c._run = boom\n"
+        "before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))\n"
+        "rc = c.main(['synth', '--params', 'params.yaml'])\n"
+        "after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))\n"
+        "print('RC', rc, 'SAME', before == after, after)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert "RC 130 SAME True" in res.stdout, res.stdout + res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == "spino: interrupted (SIGINT)"
