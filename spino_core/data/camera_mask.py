@@ -30,6 +30,7 @@ from spino_core.atomic import write_bytes_atomic
 from spino_core.config import CameraMaskConfig
 from spino_core.data.classes import VOID
 from spino_core.data.image_io import decode_image
+from spino_core.data.resize import resize_nearest
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
 
@@ -50,16 +51,6 @@ __all__ = [
 CAMERA_MASK_FILE = "camera_mask.png"
 _ASPECT_TOLERANCE = 0.02  # relative: 1024x2048 vs 1024x2040 is the same camera, 1:1 is not
 
-
-def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) map -> (h, w), nearest neighbour at pixel centres (as every label resize here)."""
-    h, w = size
-    src_h, src_w = labels.shape[:2]
-    if (h, w) == (src_h, src_w):
-        return labels
-    rows = np.minimum(((np.arange(h) + 0.5) * src_h / h).astype(np.int64), src_h - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * src_w / w).astype(np.int64), src_w - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def camera_void(instance: np.ndarray, label_ids: Sequence[int]) -> np.ndarray:
@@ -88,7 +79,7 @@ def mask_from_labelled(
     size = np.asarray(instances[0]).shape[:2]
     votes = np.zeros(size, dtype=np.int32)
     for inst in instances:
-        votes += _resize_nearest(camera_void(inst, label_ids), size)
+        votes += resize_nearest(camera_void(inst, label_ids), size)
     return votes >= min_fraction * len(instances) - 1e-9
 
 
@@ -122,7 +113,7 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, where: str) -> np.n
             f"{where}: camera mask is {h}x{w}, images are {height}x{width} (another aspect "
             f"ratio); make the mask for this camera"
         )
-    return _resize_nearest(mask, (height, width))
+    return resize_nearest(mask, (height, width))
 
 
 def build_camera_mask(cfg: CameraMaskConfig, instances: Sequence[np.ndarray]) -> np.ndarray | None:

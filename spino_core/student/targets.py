@@ -33,6 +33,7 @@ import numpy as np
 from spino_core.data.classes import THING_TRAIN_IDS, VOID, label_to_train_lut
 from spino_core.data.coco_panoptic import segment_index_map
 from spino_core.data.convert import sample_to_panoptic
+from spino_core.data.resize import resize_nearest
 
 __all__ = [
     "PanopticLabel",
@@ -223,8 +224,8 @@ def make_targets(
         if h < 1 or w < 1:
             raise ValueError(f"size must be positive, got {size}")
         area_scale = (h / semantic.shape[0]) * (w / semantic.shape[1])
-        semantic = _resize_nearest(semantic, (h, w))
-        instance = _resize_nearest(instance, (h, w))
+        semantic = resize_nearest(semantic, (h, w))
+        instance = resize_nearest(instance, (h, w))
         sigma = sigma * math.sqrt(area_scale)
     height, width = semantic.shape
     semantic = semantic.astype(np.uint8, copy=False)
@@ -295,14 +296,3 @@ def _draw_gaussian(heatmap: np.ndarray, y: int, x: int, sigma: float) -> None:
     gx = np.exp(-((np.arange(x0, x1) - x) ** 2) / (2.0 * sigma**2))
     window = heatmap[y0:y1, x0:x1]
     np.maximum(window, np.outer(gy, gx).astype(np.float32), out=window)
-
-
-def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) label map -> (h, w), nearest neighbour at pixel centres, dtype kept (exact)."""
-    h, w = size
-    src_h, src_w = labels.shape
-    if (h, w) == (src_h, src_w):
-        return labels
-    rows = np.minimum(((np.arange(h) + 0.5) * src_h / h).astype(np.int64), src_h - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * src_w / w).astype(np.int64), src_w - 1)
-    return labels[rows[:, None], cols[None, :]]

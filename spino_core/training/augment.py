@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from spino_core.training.boundary_targets import resize_nearest
+from spino_core.data.resize import resize_nearest
 
 
 @dataclass(frozen=True)

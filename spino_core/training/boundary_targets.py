@@ -15,25 +15,12 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import ALL_LABELS, VOID
+from spino_core.data.resize import resize_nearest
 
 MIN_INSTANCE_ID = 1000  # Cityscapes: labelId * 1000 + k for thing instances
 # labelId -> True for thing classes that are evaluated (caravan, trailer: False).
 _INSTANCE_LABEL = np.zeros(256, dtype=bool)
 _INSTANCE_LABEL[[c.label_id for c in ALL_LABELS if c.is_thing and c.train_id != VOID]] = True
-
-
-def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) label map -> (h, w), nearest neighbour at pixel centres, dtype kept.
-
-    Pure indexing, so any integer dtype (int32 instance ids included) is exact.
-    """
-    h, w = size
-    src_h, src_w = labels.shape[:2]
-    if (h, w) == (src_h, src_w):
-        return labels
-    rows = np.minimum(((np.arange(h) + 0.5) * src_h / h).astype(np.int64), src_h - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * src_w / w).astype(np.int64), src_w - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def instance_ids(instance: np.ndarray, *, min_instance_id: int = MIN_INSTANCE_ID) -> np.ndarray:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from spino_core.data.resize import resize_nearest
 from spino_core.training.boundary_targets import (
     boundary_target,
     boundary_target_scaled,
     instance_ids,
-    resize_nearest,
 )
 
 ROAD, SKY, CAR = 7, 23, 26
