@@ -71,3 +71,14 @@ def test_closure_follows_function_level_and_from_imports() -> None:
     closure = import_closure("flows.pseudo_label")
     assert Path("spino_core/fusion/panoptic_fusion.py") in closure  # via the library
     assert Path("spino_core/__init__.py") in closure and Path("tasks/__init__.py") in closure
+
+
+def test_evaluate_depends_on_the_student_files_not_on_its_resume_checkpoint() -> None:
+    """``${paths.student}/checkpoint.pt`` is deliberately not a DVC output (the resume point,
+    left alone by DVC). A dependency on the whole folder hashed it too: after a `dvc exp run`
+    and a `dvc checkout` back, evaluate was reported modified by an old checkpoint."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    student_outs = {o for o in stages["train_student"]["outs"] if isinstance(o, str)}
+    deps = set(stages["evaluate"]["deps"])
+    assert "${paths.student}" not in deps
+    assert {"${paths.student}/model.pt", "${paths.student}/config.json"} <= deps & student_outs
