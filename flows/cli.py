@@ -262,10 +262,6 @@ def _interrupted(folders: Sequence[Path]) -> int:
     own = sys.modules.get("flows.prefect_api")
     if own is not None:
         own.stop_current()
-    server = sys.modules.get("prefect.server.api.server")
-    if server is not None:
-        for instance in list(server.SubprocessASGIServer._instances.values()):
-            instance.stop()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
         # Shard threads cannot be interrupted; waiting for them could take hours. Their
         # unfinished temp files are removed here (the folder locks are still held).
@@ -409,10 +405,6 @@ def _with_prefect(command: Sequence[str], server: Any) -> None:
     """Run ``command`` (``dvc repro``) with one Prefect API for every stage it starts."""
     import subprocess
 
-    if not command:
-        raise SpinoError(
-            "with-prefect: give the command to run, e.g. `spino with-prefect dvc repro`"
-        )
     if server is not None:
         server.wait_ready()
         print(f"spino: Prefect API for this run: {server.url} (stopped at the end)", flush=True)
