@@ -30,8 +30,8 @@ import torch
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.cityscapes import CityscapesDataset
 from spino_core.data.synth import generate_synthetic_dataset
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.models.backbone import DinoBackbone, create_backbone
-from spino_core.training.train_heads import train_heads
 
 SMALL = "vit_small_patch14_dinov2.lvd142m"
 BASE = "vit_base_patch14_dinov2.lvd142m"

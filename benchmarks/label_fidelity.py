@@ -51,11 +51,11 @@ from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.fusion import fuse_panoptic, fusion_options
 from spino_core.inference.multiscale import multiscale_predict
 from spino_core.inference.predictor import TorchPredictor
+from spino_core.label_generator.evaluate import best_threshold, boundary_curve
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.panoptic import PanopticQuality
 from spino_core.models.backbone import create_backbone
 from spino_core.pseudo.generate import panoptic_to_coco
-from spino_core.training.evaluate import best_threshold, boundary_curve
-from spino_core.training.train_heads import train_heads
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -63,16 +63,18 @@ from spino_core.data.split import (
     write_split,
 )
 from spino_core.data.synth import generate_synthetic_dataset
+from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.inference.predictor import load_predictor
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import DinoBackbone, create_backbone
+from spino_core.models.heads_io import save_heads
 from spino_core.pseudo.generate import PANOPTIC_JSON, finalize, label_shard, plan_shards
 from spino_core.pseudo.guard import PANOPTIC_DIR, claim_for_heads
 from spino_core.student.data import PseudoSet, open_pseudo_set
 from spino_core.student.predict import predict_folder
 from spino_core.student.train import train_student
-from spino_core.training.train_heads import resolve_device, save_heads, train_heads
 
 # Tiny everything: the whole benchmark end to end in a few minutes on 2 CPU cores.
 SMOKE_OVERRIDES: tuple[str, ...] = (

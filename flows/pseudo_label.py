@@ -16,12 +16,8 @@ from flows.artifacts import finish_stage
 from flows.runners import make_task_runner
 from flows.tracking import stage_run
 from spino_core.config import SpinoConfig, load_config
-from tasks.pseudo_label import (
-    finalize_pseudo_labels,
-    gpu_count,
-    label_one_shard,
-    plan_pseudo_labels,
-)
+from spino_core.devices import gpu_count
+from tasks.pseudo_label import finalize_pseudo_labels, label_one_shard, plan_pseudo_labels
 
 
 def _label_shards(cfg: SpinoConfig) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from spino_core.config import OrchestrationConfig
+from spino_core.devices import gpu_count
 from spino_core.errors import ConfigError
-from tasks.pseudo_label import gpu_count
 
 
 def check_dask_address(address: str, timeout_s: float = 5.0) -> None:

@@ -19,6 +19,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
 from spino_core.data.datasets import open_dataset
+from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
@@ -27,7 +28,6 @@ from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report.panels import ComparisonSet, spread_picks
 from spino_core.student.predict import predict_folder, remove_stale_siblings, swap_into_place
 from spino_core.student.train import load_student
-from spino_core.training.train_heads import resolve_device
 from tasks.outputs import write_panoptic_metrics
 from tasks.report import report_against_ground_truth
 from tasks.retry import retry_on_io_error

@@ -12,11 +12,12 @@ from spino_core.config import SpinoConfig
 from spino_core.data.camera_mask import read_recorded_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
+from spino_core.devices import shard_device
 from spino_core.inference.calibration import resolve_boundary_threshold
 from spino_core.inference.predictor import load_predictor
+from spino_core.models.heads_io import load_heads
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
 from spino_core.pseudo.guard import claim_for_heads
-from spino_core.training.train_heads import load_heads
 from tasks.retry import retry_on_io_error, retry_unless_user_error
 
 
@@ -45,20 +46,6 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
         input_hw=heads.input_size,
     )
     return PseudoLabelPlan(plan_shards(stems, cfg.pseudo_label.n_shards), fingerprint, len(stems))
-
-
-def gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def shard_device(device: str, shard_id: int) -> str:
-    """'auto' spreads shards over the visible GPUs (one per shard task), else CPU."""
-    if device != "auto":
-        return device
-    n = gpu_count()
-    return f"cuda:{shard_id % n}" if n else "cpu"
 
 
 @task(

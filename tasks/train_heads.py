@@ -13,11 +13,12 @@ from spino_core.data.camera_mask import build_camera_mask, record_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
 from spino_core.inference.calibration import CALIBRATION_FILE, calibration_record
+from spino_core.label_generator.preview import boundary_curve_png, heads_preview
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.models.backbone import create_backbone
+from spino_core.models.heads_io import save_heads
 from spino_core.report.overlays import write_png_rgb
 from spino_core.reproducible import without_timings
-from spino_core.training.preview import boundary_curve_png, heads_preview
-from spino_core.training.train_heads import save_heads, train_heads
 from tasks.outputs import write_heads_metrics, write_history_csv
 
 

@@ -27,14 +27,15 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.split import choose_k_shot
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.inference.predictor import load_predictor
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import create_backbone
+from spino_core.models.heads_io import save_heads
 from spino_core.pseudo.generate import PANOPTIC_JSON, finalize, label_shard
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.predict import predict_folder
 from spino_core.student.train import train_student
-from spino_core.training.train_heads import save_heads, train_heads
 
 WORLD = {"n_train": 14, "n_val": 4, "height": 192, "width": 384, "seed": 0}
 K = 4

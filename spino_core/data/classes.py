@@ -69,6 +69,8 @@ TRAIN_CLASSES: tuple[CityscapesClass, ...] = tuple(
     sorted((c for c in ALL_LABELS if c.train_id != VOID), key=lambda c: c.train_id)
 )
 NUM_CLASSES = len(TRAIN_CLASSES)  # 19
+# the class table as stored in checkpoints: a model trained for another table is refused
+TRAIN_CLASS_NAMES: list[str] = [c.name for c in TRAIN_CLASSES]
 THING_TRAIN_IDS: tuple[int, ...] = tuple(c.train_id for c in TRAIN_CLASSES if c.is_thing)
 STUFF_TRAIN_IDS: tuple[int, ...] = tuple(c.train_id for c in TRAIN_CLASSES if not c.is_thing)
 VALID_LABEL_IDS: frozenset[int] = frozenset(c.label_id for c in ALL_LABELS if c.label_id >= 0)

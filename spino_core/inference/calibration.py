@@ -1,7 +1,7 @@
 """``pseudo_label.boundary_threshold: auto``: the threshold calibrated on the k labelled images.
 
 The heads stage writes ``calibration.json`` beside the checkpoints: the boundary threshold of
-best F1 on the labelled images (:func:`spino_core.training.evaluate.best_threshold`). The
+best F1 on the labelled images (:func:`spino_core.label_generator.evaluate.best_threshold`). The
 pseudo-label stage resolves ``auto`` to that number once, before fingerprinting its output
 folder and labelling, so the labels and their ``config.json`` carry the value actually used.
 """

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import BackboneConfig
+from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import PredictFn
 from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
-from spino_core.training.train_heads import load_heads, resolve_device
+from spino_core.models.heads_io import load_heads
 
 __all__ = ["LoadedPredictor", "TorchPredictor", "load_predictor"]
 

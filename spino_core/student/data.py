@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from spino_core.config import StudentConfig
+from spino_core.data.augment import AugmentParams, augment_view, resize_view
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, read_recorded_mask, resize_mask
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.classes import THING_TRAIN_IDS
@@ -39,7 +40,6 @@ from spino_core.student.targets import (
     panoptic_from_coco,
     void_where,
 )
-from spino_core.training.augment import AugmentParams, augment_view, resize_view
 
 
 def shift_hue(image: np.ndarray, shift: float) -> np.ndarray:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from spino_core.config import StudentConfig
 from spino_core.data.classes import VOID
-from spino_core.training.losses import bootstrapped_cross_entropy
+from spino_core.models.losses import bootstrapped_cross_entropy
 
 
 class StudentLoss(NamedTuple):
@@ -53,7 +53,7 @@ def weighted_bootstrapped_ce(
     logits (B, K, H, W), target (B, H, W) int with ``ignore_index`` = void, weight (B, H, W)
     float or None. Pixels are ranked by their *weighted* loss, so an up-weighted small
     instance is more likely to be kept. Without weights this is
-    :func:`~spino_core.training.losses.bootstrapped_cross_entropy` (which it calls).
+    :func:`~spino_core.models.losses.bootstrapped_cross_entropy` (which it calls).
     """
     if weight is None:
         return bootstrapped_cross_entropy(logits, target, ratio=ratio, ignore_index=ignore_index)

@@ -50,19 +50,18 @@ from spino_core.atomic import atomic_path, write_json_atomic
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, StudentConfig
 from spino_core.data.camera_mask import mask_digest
-from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
+from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASS_NAMES
 from spino_core.data.sample import Sample
+from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.models.backbone import DinoBackbone, check_fingerprint, snap_to_patch
 from spino_core.models.student import StudentModel, create_student
 from spino_core.reproducible import without_timings
 from spino_core.student.data import MixedBatchSampler, PseudoSet, StepBatches, StudentDataset
 from spino_core.student.losses import student_loss
-from spino_core.training.train_heads import resolve_device
 
 CHECKPOINT, MODEL, CONFIG = "checkpoint.pt", "model.pt", "config.json"
 CKPT_FORMAT, MODEL_FORMAT = "spino-student-ckpt/1", "spino-student/1"
-CLASS_NAMES: list[str] = [c.name for c in TRAIN_CLASSES]
 # Settings that do not change the trained weights: free to differ on resume.
 _NOT_HYPER = (
     "device",
@@ -390,7 +389,7 @@ def save_student(
         "format": MODEL_FORMAT,
         "backbone": dataclasses.asdict(backbone_cfg),
         "backbone_fingerprint": model.backbone.fingerprint,
-        "classes": CLASS_NAMES,
+        "classes": TRAIN_CLASS_NAMES,
         "thing_train_ids": list(THING_TRAIN_IDS),
         "input_size": list(model.input_size),
         "student": dataclasses.asdict(cfg),
@@ -408,7 +407,7 @@ def read_student_config(directory: str | os.PathLike[str]) -> tuple[BackboneConf
         raise SpinoError(f"{path}: cannot read ({type(exc).__name__}); train the student") from None
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise SpinoError(f"{path}: not a student config ({MODEL_FORMAT}); retrain the student")
-    if doc.get("classes") != CLASS_NAMES:
+    if doc.get("classes") != TRAIN_CLASS_NAMES:
         raise SpinoError(f"{path}: trained for another class table; retrain the student")
     try:
         return BackboneConfig(**doc["backbone"]), StudentConfig(**doc["student"])

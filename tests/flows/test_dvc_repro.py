@@ -118,7 +118,7 @@ def test_exp_run_sweeps_k(repo_copy: Path, prefect_harness: None) -> None:
 def test_killed_repro_reruns_to_complete_outputs(repo_copy: Path, prefect_harness: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    from spino_core.training.train_heads import load_heads
+    from spino_core.models.heads_io import load_heads
 
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=PREFECT_API_URL.value() or "")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

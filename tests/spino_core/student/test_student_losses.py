@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from spino_core.config import StudentConfig
+from spino_core.models.losses import bootstrapped_cross_entropy
 from spino_core.student.losses import (
     center_loss,
     offset_loss,
     student_loss,
     weighted_bootstrapped_ce,
 )
-from spino_core.training.losses import bootstrapped_cross_entropy
 
 LN2 = math.log(2.0)
 

@@ -4,7 +4,7 @@ Losses are computed at the network input resolution (``heads.input_height x
 input_width``), semantic targets resized there with nearest neighbour and boundary targets
 at ``heads.boundary_scale`` of it: full-resolution MLPs would dominate the cost on CPU.
 Training draws batches from a bank of augmented views whose backbone features are
-computed once (:mod:`spino_core.training.feature_cache`), or, with ``heads.augment: fresh``
+computed once (:mod:`spino_core.label_generator.feature_cache`), or, with ``heads.augment: fresh``
 (official SPINO), a new augmentation and backbone pass at every step. The heads train
 jointly on the same views, or separately on their own (``heads.boundary_crop_scale``,
 ``heads.boundary_steps``; official: crops 0.2-1 / 0.4-1 of the side, 500 / 400 steps).
@@ -18,45 +18,35 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import trange
 
-from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, HeadsConfig
+from spino_core.data.augment import AugmentParams
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, mask_samples
-from spino_core.data.classes import NUM_CLASSES
+from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASS_NAMES
 from spino_core.data.sample import Sample
+from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
+from spino_core.label_generator.boundary_targets import has_instances, scaled_size
+from spino_core.label_generator.evaluate import (
+    best_threshold,
+    boundary_curve,
+    evaluate_heads,
+)
+from spino_core.label_generator.feature_cache import Batch, ViewSource, ViewSpec, build_view_source
 from spino_core.models.backbone import (
     DinoBackbone,
-    backbone_fingerprint,
-    check_fingerprint,
     create_backbone,
     snap_to_patch,
 )
 from spino_core.models.heads import LabelHeads, pixel_centres
-from spino_core.training.augment import AugmentParams
-from spino_core.training.boundary_targets import has_instances, scaled_size
-from spino_core.training.evaluate import (
-    CLASS_NAMES,
-    HeadsPrediction,
-    best_threshold,
-    boundary_curve,
-    evaluate_heads,
-    predict_heads,
-)
-from spino_core.training.feature_cache import Batch, ViewSource, ViewSpec, build_view_source
-from spino_core.training.losses import bootstrapped_cross_entropy, boundary_bce
+from spino_core.models.losses import bootstrapped_cross_entropy, boundary_bce
 
-__all__ = [  # predict_heads / HeadsPrediction live in evaluate; re-exported for callers
-    "HeadsPrediction", "HeadsResult", "LoadedHeads", "check_labelled", "load_heads",
-    "predict_heads", "resolve_device", "save_heads", "train_heads",
-]  # fmt: skip
-FORMAT = "spino-heads/1"
+__all__ = ["HeadsResult", "check_labelled", "train_heads"]
 DEFAULT_SEMANTIC_POINTS = 2048
 DEFAULT_BOUNDARY_POINTS = 512
 
@@ -77,13 +67,6 @@ class HeadsResult:
     backbone_fingerprint: str = ""  # DinoBackbone.fingerprint of the weights trained on
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def check_labelled(samples: list[Sample]) -> None:
     """Fail early when the k labelled samples cannot train both heads."""
     if not samples:
@@ -94,7 +77,9 @@ def check_labelled(samples: list[Sample]) -> None:
     if any(has_instances(s.instance) for s in samples):
         return
     counts = np.bincount(np.concatenate([s.semantic.ravel() for s in samples]), minlength=256)
-    present = ", ".join(f"{CLASS_NAMES[i]}={counts[i]}" for i in range(NUM_CLASSES) if counts[i])
+    present = ", ".join(
+        f"{TRAIN_CLASS_NAMES[i]}={counts[i]}" for i in range(NUM_CLASSES) if counts[i]
+    )
     raise SpinoError(
         f"train_heads: the {len(samples)} labelled images ({samples[0].stem}, ...) contain no "
         f"thing instance (ids >= 1000 of an evaluated class), so the boundary head cannot learn; pixel counts: "
@@ -306,121 +291,3 @@ def _loss(
     else:
         logits = heads.boundary.forward_points(feats, pixel_centres(index, bnd.shape[-2:]))
     return boundary_bce(logits, bnd_t)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-@dataclass(frozen=True)
-class LoadedHeads:
-    heads: LabelHeads  # eval mode, on CPU
-    backbone_name: str
-    blocks: list[int]
-    input_size: tuple[int, int]
-    boundary_size: tuple[int, int]
-    config: dict[str, Any]
-    backbone_fingerprint: str
-
-
-_LOCATION_SECTIONS = ("paths", "mlflow")
-
-
-def save_heads(
-    directory: str | os.PathLike[str], result: HeadsResult, config: dict[str, Any]
-) -> None:
-    """Write ``semantic.pt`` and ``boundary.pt`` (state dicts + metadata), each atomically.
-
-    Only tensors and plain Python values are stored, so :func:`load_heads` can read them
-    with ``torch.load(weights_only=True)``. ``config`` is the resolved run config, stored
-    without its machine-specific sections (``paths``, ``mlflow``): the files' bytes are the
-    heads' identity (:func:`~spino_core.pseudo.guard.heads_checksum`), which must not change
-    when the project folder moves.
-    """
-    config = {k: v for k, v in config.items() if k not in _LOCATION_SECTIONS}
-    heads = result.heads
-    meta = {
-        "format": FORMAT,
-        "backbone": result.backbone_name,
-        "backbone_fingerprint": result.backbone_fingerprint,
-        "blocks": list(result.blocks),
-        "classes": CLASS_NAMES,
-        "in_channels": heads.in_ch,
-        "input_size": list(result.input_size),
-        "boundary_size": list(result.boundary_size),
-        "config": config,
-    }
-    for name, module in (("semantic", heads.semantic), ("boundary", heads.boundary)):
-        hidden = [layer.out_channels for layer in module.layers[:-1]]
-        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-        payload = {**meta, "kind": name, "hidden": hidden, "state_dict": state}
-        write_checkpoint(Path(directory) / f"{name}.pt", payload)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpinoError(f"{path}: not found; run the train-heads stage first")
-    return read_checkpoint(path, fmt=FORMAT, what="SPINO heads checkpoint", fix="retrain the heads")
-
-
-def load_heads(
-    directory: str | os.PathLike[str],
-    *,
-    expected_backbone: str | BackboneConfig | DinoBackbone | None = None,
-) -> LoadedHeads:
-    """Read heads written by :func:`save_heads`; refuse a different backbone or class table.
-
-    ``expected_backbone``: a model name (name checked), or a config / built backbone (name,
-    blocks and the weights fingerprint checked: heads are only valid on the exact weights
-    they were trained on; a config's fingerprint costs one backbone build per process).
-    """
-    directory = Path(directory)
-    sem, bnd = _read(directory / "semantic.pt"), _read(directory / "boundary.pt")
-    for payload, name in ((sem, "semantic.pt"), (bnd, "boundary.pt")):
-        where = directory / name
-        if payload["classes"] != CLASS_NAMES:
-            raise SpinoError(f"{where}: trained for another class table; retrain the heads")
-        same = ("backbone", "blocks", "backbone_fingerprint")
-        if any(payload.get(k) != sem.get(k) for k in same):
-            raise SpinoError(f"{where}: heads come from different runs; retrain the heads")
-    if expected_backbone is not None:
-        _check_backbone(directory, sem, expected_backbone)
-    heads = LabelHeads(sem["in_channels"], sem["hidden"], bnd["hidden"], len(CLASS_NAMES))
-    try:
-        heads.semantic.load_state_dict(sem["state_dict"])
-        heads.boundary.load_state_dict(bnd["state_dict"])
-    except RuntimeError as exc:
-        raise SpinoError(
-            f"{directory}: heads weights do not fit their metadata ({exc}); retrain"
-        ) from None
-    return LoadedHeads(
-        heads=heads.eval(),
-        backbone_name=sem["backbone"],
-        blocks=list(sem["blocks"]),
-        input_size=tuple(sem["input_size"]),
-        boundary_size=tuple(bnd["boundary_size"]),
-        config=sem["config"],
-        backbone_fingerprint=sem.get("backbone_fingerprint") or "",
-    )
-
-
-def _check_backbone(
-    directory: Path, meta: dict[str, Any], expected: str | BackboneConfig | DinoBackbone
-) -> None:
-    if isinstance(expected, str):
-        want, blocks = expected, None
-    else:
-        want, blocks = expected.name, list(expected.blocks)
-    if meta["backbone"] != want or (blocks is not None and blocks != meta["blocks"]):
-        raise SpinoError(
-            f"{directory}: heads were trained on {meta['backbone']} blocks {meta['blocks']}, "
-            f"but backbone is {want}{'' if blocks is None else f' blocks {blocks}'}; "
-            f"retrain the heads or set backbone.name/blocks to match"
-        )
-    if isinstance(expected, str):
-        return
-    have = (
-        expected.fingerprint
-        if isinstance(expected, DinoBackbone)
-        else backbone_fingerprint(expected)
-    )
-    check_fingerprint(meta.get("backbone_fingerprint"), have, f"{directory} (heads)")

@@ -13,9 +13,9 @@ import numpy as np
 
 from spino_core.data.classes import train_palette
 from spino_core.data.sample import Sample
+from spino_core.label_generator.evaluate import predict_heads
 from spino_core.models.backbone import DinoBackbone
 from spino_core.models.heads import LabelHeads
-from spino_core.training.train_heads import predict_heads
 
 
 def _label(panel: np.ndarray, text: str) -> np.ndarray:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from spino_core.data.resize import resize_nearest
-from spino_core.training.boundary_targets import (
+from spino_core.label_generator.boundary_targets import (
     boundary_target,
     boundary_target_scaled,
     instance_ids,

@@ -12,14 +12,11 @@ import torch
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
+from spino_core.label_generator.evaluate import predict_heads
+from spino_core.label_generator.feature_cache import ViewSpec, build_view_source
+from spino_core.label_generator.train_heads import train_heads
 from spino_core.models.backbone import create_backbone
-from spino_core.training.feature_cache import ViewSpec, build_view_source
-from spino_core.training.train_heads import (
-    load_heads,
-    predict_heads,
-    save_heads,
-    train_heads,
-)
+from spino_core.models.heads_io import load_heads, save_heads
 
 BACKBONE = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random")
 HEADS = HeadsConfig(

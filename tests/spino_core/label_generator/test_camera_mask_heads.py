@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from spino_core.config import BackboneConfig
+from spino_core.data.augment import AugmentParams
 from spino_core.data.camera_mask import mask_samples
 from spino_core.data.classes import VOID
 from spino_core.data.sample import Sample
+from spino_core.label_generator.feature_cache import ViewSpec, build_view_source, cache_key
 from spino_core.models.backbone import create_backbone
-from spino_core.training.augment import AugmentParams
-from spino_core.training.feature_cache import ViewSpec, build_view_source, cache_key
-from spino_core.training.losses import bootstrapped_cross_entropy
+from spino_core.models.losses import bootstrapped_cross_entropy
 
 H, W = 56, 112
 HOOD = np.zeros((4, 8), bool)

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from spino_core.data.augment import AugmentParams, augment_view, shift_hue
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
+from spino_core.label_generator.evaluate import THRESHOLDS, BoundaryCurve, best_threshold
+from spino_core.label_generator.feature_cache import FreshViews, ViewSpec
+from spino_core.label_generator.preview import boundary_curve_png
+from spino_core.label_generator.train_heads import check_labelled, train_heads
 from spino_core.models.backbone import create_backbone
-from spino_core.training.augment import AugmentParams, augment_view, shift_hue
-from spino_core.training.evaluate import THRESHOLDS, BoundaryCurve, best_threshold
-from spino_core.training.feature_cache import FreshViews, ViewSpec
-from spino_core.training.preview import boundary_curve_png
-from spino_core.training.train_heads import check_labelled, train_heads
 
 from .test_train_heads import BACKBONE, HEADS, _scene
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spino_core.training.augment import AugmentParams, augment_view, resize_view
+from spino_core.data.augment import AugmentParams, augment_view, resize_view
 
 
 def _sample(h: int = 40, w: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spino_core.training.losses import bootstrapped_cross_entropy, boundary_bce
+from spino_core.models.losses import bootstrapped_cross_entropy, boundary_bce
 
 
 def _logits_for(probs_of_target: list[float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spino_core.data.augment import AugmentParams, View, augment_view, resize_view
 from spino_core.data.sample import Sample
+from spino_core.label_generator.boundary_targets import boundary_target
 from spino_core.models.backbone import DinoBackbone
-from spino_core.training.augment import AugmentParams, View, augment_view, resize_view
-from spino_core.training.boundary_targets import boundary_target
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # feats, semantic, boundary
 

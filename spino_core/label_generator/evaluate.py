@@ -16,14 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASSES
+from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASS_NAMES
 from spino_core.data.sample import Sample
+from spino_core.label_generator.boundary_targets import boundary_target
 from spino_core.metrics.semantic import ConfusionMatrix
 from spino_core.models.backbone import DinoBackbone, snap_to_patch
 from spino_core.models.heads import LabelHeads
-from spino_core.training.boundary_targets import boundary_target
 
-CLASS_NAMES: list[str] = [c.name for c in TRAIN_CLASSES]
 # Thresholds of the P/R/F1 curve: 0.01 .. 0.99 (0.07 and 0.5 included).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 100))
 _BINS = 1000  # probability histogram resolution of the curve
@@ -159,7 +158,7 @@ def evaluate_heads(
     iou = cm.iou()
     return {
         "val_miou": cm.miou(),
-        "val_iou": {CLASS_NAMES[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
+        "val_iou": {TRAIN_CLASS_NAMES[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
         "boundary_threshold": boundary_threshold,
         "boundary_precision": at["precision"],
         "boundary_recall": at["recall"],
