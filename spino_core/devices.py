@@ -7,9 +7,12 @@ means the same thing in the heads, the pseudo-labels, the student and the evalua
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["gpu_count", "resolve_device", "shard_device"]
+__all__ = ["gpu_count", "lease_device", "resolve_device", "shard_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,3 +33,13 @@ def shard_device(device: str, shard_id: int) -> str:
         return device
     n = gpu_count()
     return f"cuda:{shard_id % n}" if n else "cpu"
+
+
+@contextlib.contextmanager
+def lease_device(device: str, shard_id: int) -> Iterator[str]:
+    """The device one shard runs on, held for the ``with`` block.
+
+    Placement by ``shard_id`` alone (today) can give two shards that run at the same time
+    the same GPU when there are more shards than GPUs.
+    """
+    yield shard_device(device, shard_id)

@@ -12,7 +12,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.camera_mask import read_recorded_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
-from spino_core.devices import shard_device
+from spino_core.devices import lease_device
 from spino_core.inference.calibration import resolve_boundary_threshold
 from spino_core.inference.predictor import load_predictor
 from spino_core.models.heads_io import load_heads
@@ -60,24 +60,24 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
     if not stems:
         return []
     dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
-    device = shard_device(cfg.pseudo_label.device, shard_id)
-    loaded = load_predictor(
-        cfg.paths.heads,
-        cfg.backbone,
-        device=device,
-        precision=cfg.pseudo_label.precision,
-        compile=cfg.pseudo_label.compile,
-    )
-    return label_shard(
-        shard_id,
-        stems,
-        dataset,
-        loaded.predict,
-        resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
-        cfg.paths.pseudo,
-        input_hw=loaded.input_hw,
-        void_mask=read_recorded_mask(cfg.paths.pseudo),  # recorded by plan's claim_for_heads
-    )
+    with lease_device(cfg.pseudo_label.device, shard_id) as device:
+        loaded = load_predictor(
+            cfg.paths.heads,
+            cfg.backbone,
+            device=device,
+            precision=cfg.pseudo_label.precision,
+            compile=cfg.pseudo_label.compile,
+        )
+        return label_shard(
+            shard_id,
+            stems,
+            dataset,
+            loaded.predict,
+            resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
+            cfg.paths.pseudo,
+            input_hw=loaded.input_hw,
+            void_mask=read_recorded_mask(cfg.paths.pseudo),  # recorded by claim_for_heads
+        )
 
 
 @task(
