@@ -41,6 +41,7 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_json,
     write_panoptic_png,
 )
+from spino_core.data.panoptic_ids import COCO_VOID, compose_instance_id, label_of_instance_id
 
 STUFF = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23)
 THINGS = (24, 25, 26, 27, 28, 31, 32, 33)
@@ -71,7 +72,7 @@ def _render(scene: dict, h: int, w: int) -> np.ndarray:
     for cat, x, y, ax, ay in scene["crowd"]:
         cv2.rectangle(ids, (x - ax, y - ay), (x + ax, y + ay), cat, -1)
     for k, (cat, x, y, ax, ay) in enumerate(scene["things"], start=1):
-        cv2.ellipse(ids, (x, y), (ax, ay), 0, 0, 360, cat * 1000 + k, -1)
+        cv2.ellipse(ids, (x, y), (ax, ay), 0, 0, 360, compose_instance_id(cat, k), -1)
     for x, y, bw, bh in scene["voids"]:
         ids[y : y + bh, x : x + bw] = 0
     return ids
@@ -99,11 +100,13 @@ def _make_pair(args: tuple[Path, int, int, int, int]) -> tuple[dict, dict]:
     out = []
     for side, sc in (("gt", scene), ("pred", _perturb(scene, rng, h, w))):
         ids = _render(sc, h, w)
-        present = [int(v) for v in np.flatnonzero(np.bincount(ids.ravel())) if v]
-        crowd = {c for c, *_ in sc["crowd"]}
-        segs = segments_info_from_ids(
-            ids, {v: v // 1000 if v >= 1000 else v for v in present}, {v: 1 for v in crowd}
+        present = np.flatnonzero(np.bincount(ids.ravel()))
+        present = present[present != COCO_VOID]
+        category_of = dict(
+            zip(present.tolist(), label_of_instance_id(present).tolist(), strict=True)
         )
+        crowd = {c for c, *_ in sc["crowd"]}
+        segs = segments_info_from_ids(ids, category_of, {v: 1 for v in crowd})
         name = f"img{i:05d}.png"
         write_panoptic_png(root / side / name, ids)
         out.append({"image_id": f"img{i:05d}", "file_name": name, "segments_info": segs})

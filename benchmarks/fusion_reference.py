@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from spino_core.data.panoptic_ids import PANOPTIC_VOID, compose_panoptic
+
 VOID = 255
 ROAD, SIDEWALK, BUILDING, POLE, VEGETATION, SKY = 0, 1, 2, 5, 8, 10
 PERSON, RIDER, CAR, TRUCK, BUS, MOTORCYCLE, BICYCLE = 11, 12, 13, 14, 15, 17, 18
@@ -35,12 +37,13 @@ def fuse_panoptic_reference(
     min_instance_px: int,
 ) -> np.ndarray:
     """Same contract as ``fuse_panoptic``: (H, W) uint8 + (H, W) bool -> (H, W) int32."""
-    out = np.where(semantic == VOID, -1, semantic.astype(np.int32) * 1000).astype(np.int32)
+    stuff = compose_panoptic(semantic.astype(np.int32), 0)
+    out = np.where(semantic == VOID, PANOPTIC_VOID, stuff).astype(np.int32)
     eight = np.ones((3, 3), dtype=bool)
     four = ndimage.generate_binary_structure(2, 1)
     for cls in sorted(set(thing_ids)):
         is_cls = semantic == cls
-        out[is_cls] = -1
+        out[is_cls] = PANOPTIC_VOID
         blobs, _ = ndimage.label(is_cls, structure=eight)
         inst = np.zeros(semantic.shape, dtype=np.int64)  # provisional ids, unique per class
         next_id = 1
@@ -66,7 +69,7 @@ def fuse_panoptic_reference(
         index = np.zeros(next_id, dtype=np.int64)
         index[ids[np.argsort(first)]] = np.arange(1, ids.size + 1)
         has = inst > 0
-        out[has] = cls * 1000 + index[inst[has]]
+        out[has] = compose_panoptic(cls, index[inst[has]])
     return out
 
 

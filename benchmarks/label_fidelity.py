@@ -46,6 +46,7 @@ from spino_core.data.classes import THING_TRAIN_IDS, coco_categories
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.convert import sample_to_panoptic
 from spino_core.data.datasets import open_dataset
+from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.data.split import choose_k_shot
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.fusion import fuse_panoptic, fusion_options
@@ -55,7 +56,6 @@ from spino_core.label_generator.evaluate import best_threshold, boundary_curve
 from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.panoptic import PanopticQuality
 from spino_core.models.backbone import create_backbone
-from spino_core.pseudo.generate import panoptic_to_coco
 
 REPO = Path(__file__).resolve().parents[1]
 

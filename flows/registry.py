@@ -4,9 +4,10 @@ The registered model wraps the student's inference files (``model.pt`` + ``confi
 not the training checkpoint) as a pyfunc artifact, so
 ``mlflow.pyfunc.load_model("models:/spino-student@champion")`` gives a model whose
 ``predict`` takes a (N, H, W, 3) uint8 RGB batch and returns (N, H, W) int32 panoptic maps
-(``trainId * 1000 + instance``, stuff ``trainId * 1000``, void -1): that contract is the
-model's signature, logged with an input example; the class table travels as the model's
-``metadata``, and the requirements are pinned to the versions it was trained with.
+(``trainId * 1000 + instance``, stuff ``trainId * 1000``, void -1: the in-memory encoding
+of ``spino_core.data.panoptic_ids``): that contract is the model's signature, logged with
+an input example; the class table travels as the model's ``metadata``, and the
+requirements are pinned to the versions it was trained with.
 
 Rules of the registry:
 

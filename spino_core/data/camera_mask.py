@@ -30,6 +30,7 @@ from spino_core.atomic import write_bytes_atomic
 from spino_core.config import CameraMaskConfig
 from spino_core.data.classes import VOID
 from spino_core.data.image_io import decode_image
+from spino_core.data.panoptic_ids import label_of_instance_id
 from spino_core.data.resize import resize_nearest
 from spino_core.data.sample import Sample
 from spino_core.errors import SpinoError
@@ -52,16 +53,14 @@ CAMERA_MASK_FILE = "camera_mask.png"
 _ASPECT_TOLERANCE = 0.02  # relative: 1024x2048 vs 1024x2040 is the same camera, 1:1 is not
 
 
-
 def camera_void(instance: np.ndarray, label_ids: Sequence[int]) -> np.ndarray:
     """(H, W) Cityscapes instance ids (``Sample.instance``) -> (H, W) bool, True where the
     pixel's labelId is one of ``label_ids``.
 
-    Stuff and void pixels carry their bare labelId (< 1000), thing instances labelId * 1000
-    + index, so the labelId is ``id // 1000`` for ids >= 1000 and the id itself otherwise.
+    The labelId is read from the id itself (``panoptic_ids.label_of_instance_id``): stuff
+    and void pixels carry their bare labelId, thing instances labelId * 1000 + index.
     """
-    instance = np.asarray(instance)
-    label = np.where(instance >= 1000, instance // 1000, instance)
+    label = label_of_instance_id(instance)
     return np.isin(label, np.asarray(list(label_ids), dtype=label.dtype))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from spino_core.data.classes import NUM_CLASSES, VALID_LABEL_IDS, by_label_id, label_to_train_lut
 from spino_core.data.image_io import decode_image
+from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
 from spino_core.data.sample import Sample
 from spino_core.errors import DataError
 
@@ -117,7 +118,7 @@ def check_instances(instance: np.ndarray, label: np.ndarray, path: Path) -> None
     ``instance`` (H, W) int: ``label * 1000 + index`` for thing instances, else ``label``.
     """
     inst = instance.astype(np.int32, copy=False)
-    derived = np.where(inst >= 1000, inst // 1000, inst)
+    derived = label_of_instance_id(inst)
     bad = derived != label
     if bad.any():
         y, x = np.argwhere(bad)[0]
@@ -131,7 +132,7 @@ def cityscapes_instances(label: np.ndarray, instance: np.ndarray, path: Path) ->
     """Validate Cityscapes ``instance`` against ``label`` ((H, W) labelIds); (H, W) int32."""
     inst = instance.astype(np.int32)
     check_instances(inst, label, path)
-    stuff_split = (inst >= 1000) & ~THING_LABEL_MASK[label]
+    stuff_split = is_thing_instance(inst) & ~THING_LABEL_MASK[label]
     if stuff_split.any():
         y, x = np.argwhere(stuff_split)[0]
         raise DataError(

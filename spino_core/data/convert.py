@@ -33,6 +33,7 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_png,
 )
 from spino_core.data.datasets import Dataset
+from spino_core.data.panoptic_ids import COCO_VOID, is_thing_instance, label_of_instance_id
 from spino_core.errors import DataError
 
 IMAGE_SUFFIX = "_gtFine_leftImg8bit.png"
@@ -57,8 +58,11 @@ def sample_to_panoptic(instance: np.ndarray) -> tuple[np.ndarray, list[dict]]:
     category_of: dict[int, int] = {}
     iscrowd_of: dict[int, int] = {}
     void_ids: list[int] = []
-    for seg_id in np.unique(inst).tolist():
-        label_id = seg_id if seg_id < 1000 else seg_id // 1000
+    present = np.unique(inst)
+    labels, has_instance = label_of_instance_id(present), is_thing_instance(present)
+    for seg_id, label_id, thing_instance in zip(
+        present.tolist(), labels.tolist(), has_instance.tolist(), strict=True
+    ):
         if label_id not in VALID_LABEL_IDS:
             raise ValueError(f"instance id {seg_id} has unknown label id {label_id}")
         cls = by_label_id(label_id)
@@ -66,10 +70,10 @@ def sample_to_panoptic(instance: np.ndarray) -> tuple[np.ndarray, list[dict]]:
             void_ids.append(seg_id)
             continue
         category_of[seg_id] = label_id
-        iscrowd_of[seg_id] = int(seg_id < 1000 and cls.is_thing)
+        iscrowd_of[seg_id] = int(not thing_instance and cls.is_thing)  # crowd: bare labelId
     ids = inst.astype(np.int32, copy=True)
     if void_ids:
-        ids[np.isin(ids, void_ids)] = 0
+        ids[np.isin(ids, void_ids)] = COCO_VOID
     return ids, segments_info_from_ids(ids, category_of, iscrowd_of)
 
 

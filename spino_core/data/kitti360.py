@@ -52,6 +52,7 @@ from spino_core.data.cityscapes import (
     check_instances,
     label_histogram,
 )
+from spino_core.data.panoptic_ids import compose_instance_id, instance_index, is_thing_instance
 from spino_core.errors import DataError
 
 #: Extra KITTI-360 ids (> 33) -> Cityscapes labelId (0 = unlabeled, i.e. void).
@@ -170,6 +171,7 @@ class Kitti360Dataset(LabelledPngDataset):
         inst = instance.astype(np.int32)
         check_instances(inst, label, inst_path)
         cs_label = _K2CS[label]
-        keep = (inst >= 1000) & THING_LABEL_MASK[cs_label]
-        cs_inst = np.where(keep, cs_label.astype(np.int32) * 1000 + inst % 1000, cs_label)
+        keep = is_thing_instance(inst) & THING_LABEL_MASK[cs_label]
+        relabelled = compose_instance_id(cs_label.astype(np.int32), instance_index(inst))
+        cs_inst = np.where(keep, relabelled, cs_label)
         return cs_label, cs_inst.astype(np.int32)

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spino_core.data.classes import ALL_LABELS, by_label_id
+from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
 from spino_core.data.synth_draw import (
     LABEL,
     VEHICLES,
@@ -192,8 +193,8 @@ def touching_pairs(instance_ids: np.ndarray) -> int:
 
     ``instance_ids`` is an (H, W) Cityscapes instance map; crowd regions do not count.
     """
-    inst = np.where(instance_ids >= 1000, instance_ids, 0).astype(np.int32)  # things only
-    cls = inst // 1000
+    inst = np.where(is_thing_instance(instance_ids), instance_ids, 0).astype(np.int32)
+    cls = label_of_instance_id(inst)  # 0 off things
     codes = []
     for sa, sb in _NEIGHBOURS:
         a, b, ca, cb = inst[sa], inst[sb], cls[sa], cls[sb]
@@ -314,8 +315,11 @@ def generate_synthetic_dataset(
             image, label, inst = render_scene(rng, height, width)
             _write_sample(tmp, split, i, image, label, inst, colours if write_color else None)
             ids = np.flatnonzero(np.bincount(inst.ravel()))
-            instances.update(by_label_id(int(j) // 1000).name for j in ids[ids >= 1000])
-            crowd += sum(by_label_id(int(j)).is_thing for j in ids[ids < 1000])
+            things = is_thing_instance(ids)
+            instances.update(
+                by_label_id(j).name for j in label_of_instance_id(ids[things]).tolist()
+            )
+            crowd += sum(by_label_id(int(j)).is_thing for j in ids[~things])
             pairs += touching_pairs(inst)
             pixels += np.bincount(label.ravel(), minlength=256)
         total = max(int(pixels.sum()), 1)

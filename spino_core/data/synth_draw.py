@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import ALL_LABELS
+from spino_core.data.panoptic_ids import LABEL_OFFSET, compose_instance_id, label_of_instance_id
 from spino_core.data.synth_style import family_colour, texture
 
 LABEL = {c.name: c.label_id for c in ALL_LABELS if c.label_id >= 0}
@@ -109,7 +110,7 @@ class Canvas:
     def new_instance(self, label_id: int) -> int:
         """Next provisional id ``label_id * 1000 + k`` (renumbered by ``finish_instances``)."""
         self._next[label_id] += 1
-        return label_id * 1000 + self._next[label_id] - 1
+        return compose_instance_id(label_id, self._next[label_id] - 1)
 
     def draw(
         self, polys: Sequence[np.ndarray], mat: int, label: int | None = None, inst: int = 0
@@ -362,8 +363,8 @@ def finish_instances(label: np.ndarray, inst: np.ndarray) -> np.ndarray:
     inst = np.where(inst == 0, label.astype(np.uint16), inst)
     counts = np.bincount(inst.ravel())
     lut = np.arange(counts.size, dtype=np.uint16)
-    seen: Counter[int] = Counter()
-    for i in np.flatnonzero(counts[1000:]) + 1000:
-        lut[i] = (i // 1000) * 1000 + seen[i // 1000]
-        seen[i // 1000] += 1
+    things = np.flatnonzero(counts[LABEL_OFFSET:]) + LABEL_OFFSET  # visible ones, ascending
+    labels = label_of_instance_id(things)  # ascending too, so each class is one run
+    rank = np.arange(things.size) - np.searchsorted(labels, labels)  # 0, 1, ... per class
+    lut[things] = compose_instance_id(labels, rank)
     return lut[inst]

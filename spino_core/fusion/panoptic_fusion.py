@@ -22,11 +22,9 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import VOID
+from spino_core.data.panoptic_ids import MAX_INSTANCES, PANOPTIC_VOID, compose_panoptic
 
-__all__ = ["INSTANCE_OFFSET", "fuse_panoptic"]
-
-INSTANCE_OFFSET = 1000  # panoptic id = trainId * INSTANCE_OFFSET + instance index
-_MAX_INSTANCES = INSTANCE_OFFSET - 1  # instance indices are 1..999 per class
+__all__ = ["fuse_panoptic"]
 
 _AREA, _LEFT, _TOP, _WIDTH, _HEIGHT = (
     cv2.CC_STAT_AREA,
@@ -96,13 +94,14 @@ def fuse_panoptic(
             code's ``structure_connectivity``: blobs touching only at a corner are two).
 
     Returns:
-        (H, W) int32 panoptic ids: ``trainId * 1000`` for stuff, ``trainId * 1000 + i`` for
-        the i-th instance of a thing class, -1 for void (void input and dropped blobs).
-        Instance indices start at 1, so ``trainId * 1000`` is never an instance and the
-        encoding cannot confuse a thing instance with stuff. They are numbered per class in
-        raster (row-major) order of each instance's first pixel in the output, so the result
-        does not depend on the labelling algorithm or thread count. At most 999 instances
-        per class fit the encoding; more raise ``ValueError``.
+        (H, W) int32 panoptic ids in the in-memory encoding of ``data.panoptic_ids``:
+        ``trainId * 1000`` for stuff, ``trainId * 1000 + i`` for the i-th instance of a
+        thing class, -1 for void (void input and dropped blobs). Instance indices start at
+        1, so ``trainId * 1000`` is never an instance and the encoding cannot confuse a
+        thing instance with stuff. They are numbered per class in raster (row-major) order
+        of each instance's first pixel in the output, so the result does not depend on the
+        labelling algorithm or thread count. At most 999 instances per class
+        (``MAX_INSTANCES``) fit the encoding; more raise ``ValueError``.
 
     Algorithm, per thing class:
 
@@ -131,9 +130,9 @@ def fuse_panoptic(
 
     is_thing = np.zeros(256, dtype=bool)
     is_thing[list(things)] = True
-    stuff_lut = np.arange(256, dtype=np.int32) * INSTANCE_OFFSET
-    stuff_lut[is_thing] = -1  # thing pixels stay void unless an instance claims them
-    stuff_lut[VOID] = -1
+    stuff_lut = compose_panoptic(np.arange(256, dtype=np.int32), 0)  # (256,) int32
+    stuff_lut[is_thing] = PANOPTIC_VOID  # thing pixels stay void unless an instance claims them
+    stuff_lut[VOID] = PANOPTIC_VOID
     out = cv2.LUT(semantic, stuff_lut)  # (H, W) int32
     if not things:
         return out
@@ -363,13 +362,13 @@ def _write_instances(out: np.ndarray, blobs: list[_Blob]) -> None:
             entries.setdefault(blob.train_id, []).append((first, b, k))
     codes = [np.zeros(len(blob.first) + 1, dtype=np.int32) for blob in blobs]
     for train_id, items in entries.items():
-        if len(items) > _MAX_INSTANCES:
+        if len(items) > MAX_INSTANCES:
             raise ValueError(
-                f"class {train_id} has {len(items)} instances, more than the {_MAX_INSTANCES}"
+                f"class {train_id} has {len(items)} instances, more than the {MAX_INSTANCES}"
                 " the trainId*1000+index encoding holds; raise min_blob_px"
             )
         for index, (_, b, k) in enumerate(sorted(items), start=1):
-            codes[b][k] = train_id * INSTANCE_OFFSET + index
+            codes[b][k] = compose_panoptic(train_id, index)
     for blob, code in zip(blobs, codes, strict=True):
         h, w = blob.mask.shape
         view = out[blob.top : blob.top + h, blob.left : blob.left + w]

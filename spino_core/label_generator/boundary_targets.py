@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from spino_core.data.classes import ALL_LABELS, VOID
+from spino_core.data.panoptic_ids import LABEL_OFFSET
 from spino_core.data.resize import resize_nearest
 
-MIN_INSTANCE_ID = 1000  # Cityscapes: labelId * 1000 + k for thing instances
+MIN_INSTANCE_ID = LABEL_OFFSET  # Cityscapes: labelId * 1000 + k for thing instances
 # labelId -> True for thing classes that are evaluated (caravan, trailer: False).
 _INSTANCE_LABEL = np.zeros(256, dtype=bool)
 _INSTANCE_LABEL[[c.label_id for c in ALL_LABELS if c.is_thing and c.train_id != VOID]] = True
@@ -30,7 +31,7 @@ def instance_ids(instance: np.ndarray, *, min_instance_id: int = MIN_INSTANCE_ID
     trainId; stuff, void, crowd and caravan / trailer ids become 0.
     """
     instance = np.asarray(instance)
-    label = np.clip(instance // MIN_INSTANCE_ID, 0, 255)
+    label = np.clip(instance // LABEL_OFFSET, 0, 255)
     keep = (instance >= min_instance_id) & _INSTANCE_LABEL[label]
     return np.where(keep, instance, 0)
 

@@ -6,7 +6,6 @@ from spino_core.pseudo.generate import (
     finalize,
     label_image,
     label_shard,
-    panoptic_to_coco,
     plan_shards,
 )
 from spino_core.pseudo.guard import (
@@ -26,6 +25,5 @@ __all__ = [
     "label_fingerprint",
     "label_image",
     "label_shard",
-    "panoptic_to_coco",
     "plan_shards",
 ]

@@ -42,10 +42,11 @@ from tqdm.auto import tqdm
 
 from spino_core.config import PseudoLabelConfig
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, apply_to_semantic
-from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES, train_to_label_lut
+from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
-from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic, fusion_options
+from spino_core.data.panoptic_ids import COCO_VOID, panoptic_to_coco
+from spino_core.fusion import fuse_panoptic, fusion_options
 from spino_core.inference.multiscale import (
     MultiscaleResult,
     PredictFn,
@@ -71,14 +72,10 @@ __all__ = [
     "fuse_to_coco",
     "label_image",
     "label_shard",
-    "panoptic_to_coco",
     "plan_shards",
 ]
 
 log = logging.getLogger(__name__)
-
-
-_TRAIN_TO_LABEL = train_to_label_lut()
 _THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)
 
 
@@ -105,31 +102,6 @@ def plan_shards(stems: Sequence[str], n_shards: int) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------- one image
-
-
-def panoptic_to_coco(panoptic: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
-    """Fusion output -> COCO-panoptic segment ids, as Cityscapes numbers its instances.
-
-    Args:
-        panoptic: (H, W) int32 ``trainId * 1000 + i`` (i >= 1 for thing instances, 0 for
-            stuff), -1 = void, as :func:`fuse_panoptic` returns it.
-
-    Returns:
-        ((H, W) int32 segment ids: ``labelId * 1000 + (i - 1)`` for thing instances, the
-        ``labelId`` for stuff, 0 = void; segment id -> category id (labelId)). The numbering
-        follows the fusion's (raster order), so it is deterministic.
-    """
-    codes = panoptic.astype(np.int64).ravel() + 1  # 0 = void
-    present = np.flatnonzero(np.bincount(codes))
-    lut = np.zeros(int(present[-1]) + 1 if present.size else 1, dtype=np.int32)
-    category_of: dict[int, int] = {}
-    for code in present[present > 0]:
-        train_id, index = divmod(int(code) - 1, INSTANCE_OFFSET)
-        label_id = int(_TRAIN_TO_LABEL[train_id])
-        seg_id = label_id * 1000 + index - 1 if index else label_id
-        lut[code] = seg_id
-        category_of[seg_id] = label_id
-    return lut[codes].reshape(panoptic.shape), category_of
 
 
 def label_image(
@@ -181,7 +153,7 @@ def fuse_to_coco(
         "n_things": n_things,
         "n_stuff": len(segments) - n_things,
         "mean_confidence": float(ms.confidence.mean(dtype=np.float64)),
-        "void_fraction": float((ids == 0).mean()),
+        "void_fraction": float((ids == COCO_VOID).mean()),
         "boundary_fraction": float(ms.boundary.mean()),
         "n_forwards": ms.n_forwards,
     }

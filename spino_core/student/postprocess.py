@@ -8,7 +8,7 @@ CUDA) without per-pixel Python loops.
 
 The output encoding is the fusion's (``spino_core.fusion.fuse_panoptic``): ``trainId * 1000
 + i`` for the i-th instance of a thing class (i >= 1), ``trainId * 1000`` for stuff, -1 for
-void, so ``spino_core.pseudo.generate.panoptic_to_coco`` turns either into COCO panoptic.
+void, so ``spino_core.data.panoptic_ids.panoptic_to_coco`` turns either into COCO panoptic.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from spino_core.fusion import INSTANCE_OFFSET
+from spino_core.data.panoptic_ids import INSTANCE_OFFSET
 
 __all__ = [
     "find_instance_centers",

@@ -42,11 +42,11 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_json,
     write_panoptic_png,
 )
+from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
-from spino_core.pseudo.generate import panoptic_to_coco
 from spino_core.student.postprocess import panoptic_inference
 from spino_core.student.train import load_student, read_student_config
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from spino_core.data.classes import THING_TRAIN_IDS, VOID
-from spino_core.fusion import INSTANCE_OFFSET, fuse_panoptic
+from spino_core.data.panoptic_ids import INSTANCE_OFFSET
+from spino_core.fusion import fuse_panoptic
 
 ROAD, SKY, PERSON, CAR = 0, 10, 11, 13
 

@@ -16,6 +16,7 @@ import pytest
 from spino_core.config import BackboneConfig, PseudoLabelConfig
 from spino_core.data.coco_panoptic import load_annotation, read_panoptic_json
 from spino_core.data.datasets import open_dataset
+from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import SpinoError
 from spino_core.pseudo import (
@@ -24,7 +25,6 @@ from spino_core.pseudo import (
     heads_checksum,
     label_fingerprint,
     label_shard,
-    panoptic_to_coco,
     plan_shards,
 )
 from spino_core.pseudo.generate import MANIFEST_SCHEMA

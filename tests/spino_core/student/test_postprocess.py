@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spino_core.data.classes import NUM_CLASSES, THING_TRAIN_IDS
-from spino_core.pseudo.generate import panoptic_to_coco
+from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.student.postprocess import (
     find_instance_centers,
     group_pixels,
