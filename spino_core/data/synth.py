@@ -15,19 +15,18 @@ close to a random linear map of each 14x14 patch, see ``synth_style``): every cl
 own colour family and texture grating, and instances vary inside their family, so classes
 are learnable and touching instances still show an edge. Each image has its own RNG stream
 derived from ``(seed, split, index)``, so a seed gives byte-identical files whatever the
-order of generation.
+order of generation. One scene is painted by ``synth_scene.render_scene``, with the shapes of
+``synth_draw`` and the colours of ``synth_style``; this module writes the dataset.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,22 +36,7 @@ from tqdm import tqdm
 
 from spino_core.data.classes import ALL_LABELS, by_label_id
 from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
-from spino_core.data.synth_draw import (
-    LABEL,
-    VEHICLES,
-    Camera,
-    Canvas,
-    draw_bicycle,
-    draw_crowd,
-    draw_person,
-    draw_pole,
-    draw_street_side,
-    draw_tree,
-    draw_vehicle,
-    finish_instances,
-    rect,
-    shade,
-)
+from spino_core.data.synth_scene import render_scene
 from spino_core.errors import ConfigError, DataError
 
 MARKER = "synth.json"  # written at the root; only a root holding it is ever replaced
@@ -81,111 +65,6 @@ class SynthSummary:
     touching_pairs: int  # 8-adjacent pairs of distinct same-class instances, all images
     pixel_fraction: dict[str, float]  # class name -> share of all pixels
     seconds: float
-
-
-def render_scene(
-    rng: np.random.Generator, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one street scene in memory.
-
-    Returns ``image`` (H, W, 3) uint8 RGB, ``label_ids`` (H, W) uint8 Cityscapes labelIds and
-    ``instance_ids`` (H, W) uint16: labelId*1000 + k for things (k = 0, 1, ... per class over
-    the instances left visible after occlusion), the bare labelId for stuff, void and crowd.
-    """
-    cv = Canvas(height, width, rng)
-    f, hz, vx = width * rng.uniform(0.8, 1.0), height * rng.uniform(0.4, 0.48), width / 2
-    cam = Camera(f, hz, vx + width * rng.uniform(-0.08, 0.08))
-    zend = rng.uniform(50, 120)  # the far end of the street
-    # lateral layout (camera heights): left parking | oncoming lane | own lane | right parking
-    road_l, road_r, lane = -rng.uniform(3.7, 4.3), rng.uniform(2.0, 2.4), rng.uniform(-1.15, -0.95)
-    walk_l, walk_r = road_l - rng.uniform(2.2, 3.8), road_r + rng.uniform(2.2, 3.8)
-    cv.draw([rect(0, 0, width, hz)], cv.family("sky", lo=0.12, hi=1.5), LABEL["sky"])
-    grass = cv.family("terrain", lo=0.12, mid=0.15, hi=10.0)
-    cv.draw([rect(0, hz, width, height)], grass, LABEL["terrain"])
-    walk = cv.family("sidewalk", hi=5.0, tiles=0.18)
-    for a, b in ((walk_l, road_l), (road_r, walk_r)):
-        cv.draw([cam.ground(a, b, 1.0, zend)], walk, LABEL["sidewalk"])
-    road = cv.family("road", hi=6.0)
-    cv.draw([cam.ground(road_l, road_r, 1.0, zend)], road, LABEL["road"])
-    curbs = [cam.ground(e - 0.12, e + 0.12, 1.0, zend) for e in (road_l, road_r)]
-    cv.draw(curbs, cv.family("sidewalk", 1.1, hi=3.0))
-    dashes = [cam.ground(lane - 0.06, lane + 0.06, z, z + 1.6) for z in np.arange(1, zend, 4.0)]
-    cv.draw(dashes, cv.family("road", 1.6, hi=3.0))
-    x = walk_l - 20.0  # the far end: buildings facing the camera, with gaps of sky
-    while x < walk_r + 20:
-        wb = rng.uniform(4, 12)
-        if rng.random() < 0.8:
-            facade = cv.family("building", lo=0.1)
-            cv.draw([cam.front(x, x + wb, 0, rng.uniform(3, 12), zend)], facade, LABEL["building"])
-        x += wb
-    actors: list[tuple[float, Callable[[], None]]] = []  # (depth, draw): painted far to near
-    for walk_edge, sgn in ((walk_l, -1.0), (walk_r, 1.0)):
-        verge = rng.uniform(0.8, 2.0) if rng.random() < 0.4 else 0.0  # grass before facades
-        actors += draw_street_side(cv, cam, rng, walk_edge + sgn * verge, sgn, zend)
-
-    def add(z: float, fn: Callable[..., None], *args: object) -> None:
-        actors.append((z, functools.partial(fn, *args)))
-
-    def at(x: float, z: float) -> tuple[float, float, float]:
-        """Pixel column and ground row of world (x, z), and pixels per camera height there."""
-        return cam.vx + x * f / z, cam.hz + f / z, f / z
-
-    # parked cars along both curbs, mostly bumper to bumper: touching same-class instances
-    for x_row in (road_l + 0.65, road_r - 0.65):
-        z = rng.uniform(2.0, 6.0)
-        for _ in range(rng.integers(2, 5) if rng.random() < 0.75 else 0):
-            add(z, draw_vehicle, cv, cam, rng, x_row, z, "car", False)
-            z += VEHICLES["car"][1] * 1.08 + (0.0 if rng.random() < 0.6 else rng.uniform(0.2, 1.5))
-    # traffic: own lane (rears) and oncoming lane (fronts); sometimes a truck or bus
-    for x_lane, front in ((rng.uniform(-0.1, 0.1), False), (lane - rng.uniform(0.85, 0.95), True)):
-        z = rng.uniform(5, 14)
-        for _ in range(rng.integers(0, 3)):
-            kind = ("truck", "bus")[rng.integers(2)] if rng.random() < 0.15 else "car"
-            add(z, draw_vehicle, cv, cam, rng, x_lane, z, kind, front)
-            z += VEHICLES[kind][1] + rng.uniform(2, 10)
-    # pedestrians walking shoulder to shoulder on the sidewalks, sometimes crossing the road
-    groups = [(walk_l, road_l), (road_r, walk_r)] * 2 + [(lane, road_r)] * (rng.random() < 0.45)
-    for a, b in groups:
-        if rng.random() < 0.6:
-            n, z = rng.integers(1, 5), rng.uniform(3.0, 8.5)
-            x0 = rng.uniform(a + 0.25, max(a + 0.25, b - 0.25 - 0.37 * (n - 1)))
-            for k in range(n):
-                zk, inst = z + rng.uniform(-0.2, 0.2), cv.new_instance(LABEL["person"])
-                add(zk, draw_person, cv, rng, *at(x0 + 0.37 * k, zk), LABEL["person"], inst)
-    if rng.random() < 0.3:
-        z = rng.uniform(14, 22)
-        add(z, draw_crowd, cv, rng, cam, rng.uniform(walk_l, walk_r), z)
-    # cyclists (bicycle + rider) on the road; a rack of parked bicycles on a sidewalk
-    for _ in range(rng.integers(0, 3)):
-        z = rng.uniform(4, 14)
-        u, v, s = at(rng.uniform(lane + 0.3, 0.7), z)
-        add(z, draw_bicycle, cv, rng, u, v, s)
-        rider = cv.new_instance(LABEL["rider"])
-        add(z - 0.01, draw_person, cv, rng, u, v - 0.42 * s, s * 0.9, LABEL["rider"], rider)
-    if rng.random() < 0.5:
-        z, left = rng.uniform(4, 9), rng.random() < 0.5
-        x0, dx = (walk_l + 0.6, 0.9) if left else (walk_r - 0.6, -0.9)
-        for k in range(rng.integers(2, 5)):
-            add(z, draw_bicycle, cv, rng, *at(x0 + dx * k, z))
-    # poles with signs / lights, street trees, void street furniture ("static": bins)
-    for edge, sgn in ((road_l - 0.4, -1), (road_r + 0.4, 1)):
-        for z in np.cumsum(rng.uniform(6, 16, 3)) + 3:
-            add(z, draw_pole, cv, rng, *at(edge, z))
-        for z in np.cumsum(rng.uniform(8, 16, 3)) if rng.random() < 0.4 else []:
-            add(z, draw_tree, cv, rng, *at(edge + sgn * 0.5, z))
-        if rng.random() < 0.5:
-            z = rng.uniform(4, 12)
-            u, v, s = at(edge + sgn * rng.uniform(0.5, 1.2), z)
-            bin_ = rect(u - 0.2 * s, v - 0.6 * s, u + 0.2 * s, v)
-            add(z, cv.draw, [bin_], cv.family("static"), LABEL["static"])
-    for _, fn in sorted(actors, key=lambda a: -a[0]):  # far to near: near things occlude
-        fn()
-    if rng.random() < 0.3:  # the hood of the ego vehicle, void as in Cityscapes
-        xs = np.linspace(0, width, 17)
-        hood = height - 0.1 * height * (1 - ((xs - width / 2) / (0.8 * width)) ** 2)
-        poly = np.r_[np.stack([xs, hood], -1), [(width, height), (0, height)]]
-        cv.draw([poly], cv.family("ego vehicle", hi=2.0), LABEL["ego vehicle"])
-    return shade(cv, rng), cv.label, finish_instances(cv.label, cv.inst)
 
 
 def touching_pairs(instance_ids: np.ndarray) -> int:
