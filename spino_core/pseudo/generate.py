@@ -104,6 +104,17 @@ def plan_shards(stems: Sequence[str], n_shards: int) -> list[list[str]]:
 # --------------------------------------------------------------------------- one image
 
 
+def _prediction_options(cfg: PseudoLabelConfig) -> dict[str, Any]:
+    """The multi-scale prediction settings of ``cfg``, for ``multiscale_predict(_many)``:
+    one image and a shard must predict alike, so both take them from here."""
+    return {
+        "semantic_scales": cfg.semantic_scales,
+        "boundary_scales": cfg.boundary_scales,
+        "boundary_threshold": cfg.boundary_threshold,
+        "tile_batch_size": cfg.tile_batch_size,
+    }
+
+
 def label_image(
     image: np.ndarray,
     predict: PredictFn,
@@ -120,10 +131,7 @@ def label_image(
         image,
         predict,
         input_hw=input_hw,
-        semantic_scales=cfg.semantic_scales,
-        boundary_scales=cfg.boundary_scales,
-        boundary_threshold=cfg.boundary_threshold,
-        tile_batch_size=cfg.tile_batch_size,
+        **_prediction_options(cfg),
     )
     return fuse_to_coco(ms, cfg, void_mask=void_mask)
 
@@ -211,11 +219,8 @@ def label_shard(
                     [item.image for item in todo if item.image is not None],
                     predict,
                     input_hw=input_hw,
-                    semantic_scales=cfg.semantic_scales,
-                    boundary_scales=cfg.boundary_scales,
-                    boundary_threshold=cfg.boundary_threshold,
-                    tile_batch_size=cfg.tile_batch_size,
                     overlap=cfg.overlap,
+                    **_prediction_options(cfg),
                 )
                 if todo
                 else []

@@ -88,21 +88,49 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
 
 
-def ok_row(
-    image_path: str, stem: str, shard_id: int, stats: Mapping[str, Any], *, resumed: bool
+#: The counts of an image that has no label (a failed row).
+_NO_STATS: Mapping[str, Any] = {
+    "n_segments": 0,
+    "n_things": 0,
+    "n_stuff": 0,
+    "mean_confidence": math.nan,
+}
+
+
+def _row(
+    image_path: str,
+    stem: str,
+    shard_id: int,
+    stats: Mapping[str, Any],
+    *,
+    status: str,
+    error: str,
+    seconds: float,
+    resumed: bool,
 ) -> ManifestRow:
+    """One row from an image's identity, its label's ``stats`` (the sidecar's) and outcome."""
     return ManifestRow(
         image_path=image_path,
         stem=stem,
         shard=shard_id,
-        status="ok",
-        error="",
+        status=status,
+        error=error,
         n_segments=int(stats["n_segments"]),
         n_things=int(stats["n_things"]),
         n_stuff=int(stats["n_stuff"]),
         mean_confidence=float(stats["mean_confidence"]),
-        seconds=0.0 if resumed else float(stats["label_seconds"]),
+        seconds=seconds,
         resumed=resumed,
+    )
+
+
+def ok_row(
+    image_path: str, stem: str, shard_id: int, stats: Mapping[str, Any], *, resumed: bool
+) -> ManifestRow:
+    """The row of a labelled image (``resumed``: by an earlier run, so no time spent now)."""
+    seconds = 0.0 if resumed else float(stats["label_seconds"])
+    return _row(
+        image_path, stem, shard_id, stats, status="ok", error="", seconds=seconds, resumed=resumed
     )
 
 
@@ -110,16 +138,14 @@ def failed_row(
     image_path: str, stem: str, shard_id: int, error: str, seconds: float
 ) -> ManifestRow:
     """The row of an image that could not be labelled (a bad input)."""
-    return ManifestRow(
-        image_path=image_path,
-        stem=stem,
-        shard=shard_id,
+    message = " ".join(error.split())[:500]  # one line, bounded: it goes into a table
+    return _row(
+        image_path,
+        stem,
+        shard_id,
+        _NO_STATS,
         status="failed",
-        error=" ".join(error.split())[:500],
-        n_segments=0,
-        n_things=0,
-        n_stuff=0,
-        mean_confidence=math.nan,
+        error=message,
         seconds=round(seconds, 4),
         resumed=False,
     )
