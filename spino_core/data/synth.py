@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spino_core.data.classes import ALL_LABELS, by_label_id
+from spino_core.data.folder_swap import replace_folder
 from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
 from spino_core.data.synth_scene import render_scene
 from spino_core.errors import ConfigError, DataError
@@ -136,21 +137,13 @@ def _swap_into_place(new: Path, root: Path) -> None:
     """Rename ``new`` to ``root``; an existing root is renamed away first, then deleted.
 
     Readers see the old complete dataset, then (for the instant between two renames) no
-    directory, then the new complete one; never a partial one.
+    directory, then the new complete one; never a partial one. An empty root is simply
+    removed; the old one goes through ``<root>.old-*``, the name the stage's clean-up
+    (``atomic.remove_stale_work_folders``) removes after a kill.
     """
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()
-    if not root.exists():
-        os.rename(new, root)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f"{root.name}.old-", dir=root.parent))
-    os.rename(root, trash / root.name)
-    try:
-        os.rename(new, root)
-    except BaseException:
-        os.rename(trash / root.name, root)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+    replace_folder(new, root, trash_prefix=f"{root.name}.old-")
 
 
 def generate_synthetic_dataset(

@@ -42,6 +42,7 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_json,
     write_panoptic_png,
 )
+from spino_core.data.folder_swap import replace_folder
 from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
@@ -239,14 +240,4 @@ def _check_replaceable(out: Path) -> None:
 
 def swap_into_place(new: Path, out: Path) -> None:
     """Rename ``new`` to ``out``; an existing ``out`` is renamed away first, then deleted."""
-    if not out.exists():
-        os.rename(new, out)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, trash / out.name)
-    try:
-        os.rename(new, out)
-    except BaseException:
-        os.rename(trash / out.name, out)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+    replace_folder(new, out, trash_prefix=f".{out.name}.old-")  # remove_stale_siblings
