@@ -278,7 +278,8 @@ def fit_and_score_student(
     phases: dict[str, float],
     prefix: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """tasks/train_student.py then tasks/evaluate.py: train, predict val, score on val."""
+    """Train a student (the library, on the given data), predict val as the evaluate stage
+    does, score it on val."""
     cfg = bench.cfg
     with timed(phases, f"{prefix} train"):
         result = train_student(
