@@ -27,39 +27,23 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from heads_setup import fit_heads, load_bench_config, parse_args, pq_row, prepare
 
-from spino_core.config import CameraMaskConfig, SpinoConfig, load_config
+from spino_core.config import CameraMaskConfig, SpinoConfig
 from spino_core.data.camera_mask import build_camera_mask, camera_void
 from spino_core.data.classes import TRAIN_CLASSES, coco_categories
 from spino_core.data.convert import sample_to_panoptic
-from spino_core.data.datasets import open_dataset
-from spino_core.data.split import choose_k_shot
-from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.inference.multiscale import multiscale_predict
-from spino_core.inference.predictor import TorchPredictor
-from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.panoptic import PanopticQuality
-from spino_core.models.backbone import create_backbone
 from spino_core.pseudo.generate import fuse_to_coco
 
-REPO = Path(__file__).resolve().parents[1]
 SUBSETS = ("all", "with_hood", "without_hood")
 THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)
-
-
-def _pq(meter: PanopticQuality) -> dict[str, float]:
-    res = meter.compute()
-    return {
-        "pq": res["All"]["pq"],
-        "pq_things": res["Things"]["pq"],
-        "pq_stuff": res["Stuff"]["pq"],
-    }
+PQ_KEYS = ("pq", "pq_things", "pq_stuff")
 
 
 def _hood_counts(ids: np.ndarray, segments: list[dict], hood: np.ndarray) -> np.ndarray:
@@ -73,44 +57,20 @@ def _hood_counts(ids: np.ndarray, segments: list[dict], hood: np.ndarray) -> np.
 
 
 def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
-    raw = Path(args.workdir) / "raw"
-    if not (raw / "leftImg8bit").is_dir():
-        s = cfg.synth
-        generate_synthetic_dataset(
-            raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed,
-            progress=False,
-        )  # fmt: skip
-    train = open_dataset(cfg.data.layout, raw, cfg.data.train_split)
-    split = choose_k_shot(
-        train.stems, k=cfg.split.k, strategy=cfg.split.strategy, seed=cfg.split.seed,
-        explicit=cfg.split.stems, indices=cfg.split.indices, classes_of=train.classes_present,
-    )  # fmt: skip
-    labelled = [train.load(s) for s in split.labelled]
-    to_label = [train.load(s) for s in split.unlabelled[: args.n_images]]
+    bench = prepare(cfg, args.workdir, args.n_images)
+    to_label = bench.to_label
     mask_cfg = CameraMaskConfig(source="labelled", min_fraction=args.min_fraction)
-    mask = build_camera_mask(mask_cfg, [s.instance for s in labelled])
+    mask = build_camera_mask(mask_cfg, [s.instance for s in bench.labelled])
     if mask is None:
         raise SystemExit("no static camera void in the labelled images: nothing to measure")
     hooded = [bool(camera_void(s.instance, mask_cfg.label_ids).any()) for s in to_label]
     heads_cfg = dataclasses.replace(cfg.heads, steps=args.steps, device="cpu")
-    backbone = create_backbone(cfg.backbone)
     out: dict[str, Any] = {
         "n_images": len(to_label), "n_with_hood": sum(hooded), "steps": args.steps,
         "mask_fraction": float(mask.mean()), "rows": [],
     }  # fmt: skip
     for heads_name, heads_mask in (("plain", None), ("masked", mask)):
-        t0 = time.perf_counter()
-        res = train_heads(
-            labelled, [], cfg.backbone, heads_cfg, progress=False, backbone=backbone,
-            semantic_points=heads_cfg.semantic_points, boundary_points=heads_cfg.boundary_points,
-            void_mask=heads_mask,
-        )  # fmt: skip
-        fit_s = time.perf_counter() - t0
-        heads = res.heads.eval()
-        predictor = TorchPredictor(
-            backbone, heads.semantic, heads.boundary, "cpu",
-            boundary_scale=res.boundary_size[0] / res.input_size[0],
-        )  # fmt: skip
+        res, fit_s, predictor = fit_heads(bench, heads_cfg, [], void_mask=heads_mask)
         pseudo = {"plain": None, "masked": mask} if heads_mask is None else {"masked": mask}
         meters = {(p, sub): PanopticQuality(coco_categories()) for p in pseudo for sub in SUBSETS}
         on_hood = {p: np.zeros(3, np.int64) for p in pseudo}  # labelled px, hood px, things
@@ -131,7 +91,8 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
                     meters[(pname, sub)].update(*gt, ids, segments)
         for pname in pseudo:
             row = {"heads": heads_name, "pseudo": pname, "heads_seconds": round(fit_s, 1)}
-            row |= {sub: _pq(meters[(pname, sub)]) for sub in SUBSETS}
+            pqs = {sub: pq_row(meters[(pname, sub)]) for sub in SUBSETS}
+            row |= {sub: {k: pqs[sub][k] for k in PQ_KEYS} for sub in SUBSETS}
             labelled_px, hood_px, things = on_hood[pname].tolist()
             row |= {"hood_px_labelled": labelled_px / max(1, hood_px), "hood_things": things}
             out["rows"].append(row)
@@ -142,20 +103,11 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--params", default=str(REPO / "params.yaml"))
-    p.add_argument("-S", "--set", action="append", default=[], dest="overrides")
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--n-images", type=int, default=30)
-    p.add_argument("--min-fraction", type=float, default=0.5)
-    p.add_argument("--workdir", default="/tmp/camera_mask")
-    p.add_argument("--out", default=None)
-    args = p.parse_args(argv)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    cfg = load_config(args.params, args.overrides)
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    run(cfg, args)
+    args = parse_args(
+        __doc__.splitlines()[0], argv, n_images=30, workdir="/tmp/camera_mask",
+        min_fraction={"type": float, "default": 0.5},
+    )  # fmt: skip
+    run(load_bench_config(args), args)
     return 0
 
 

@@ -38,26 +38,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from heads_setup import fit_heads, load_bench_config, parse_args, pq_row, prepare
 
-from spino_core.config import HeadsConfig, PseudoLabelConfig, SpinoConfig, load_config
+from spino_core.config import HeadsConfig, PseudoLabelConfig, SpinoConfig
 from spino_core.data.classes import THING_TRAIN_IDS, coco_categories
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.convert import sample_to_panoptic
 from spino_core.data.datasets import open_dataset
 from spino_core.data.panoptic_ids import panoptic_to_coco
-from spino_core.data.split import choose_k_shot
-from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.fusion import fuse_panoptic, fusion_options
 from spino_core.inference.multiscale import multiscale_predict
-from spino_core.inference.predictor import TorchPredictor
 from spino_core.label_generator.evaluate import best_threshold, boundary_curve
-from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.panoptic import PanopticQuality
-from spino_core.models.backbone import create_backbone
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def heads_variants(base: HeadsConfig, steps: int) -> dict[str, tuple[bool, HeadsConfig]]:
@@ -90,50 +82,19 @@ def fusion_variants(base: PseudoLabelConfig) -> dict[str, PseudoLabelConfig]:
     return {"ours": ours, "official": official}
 
 
-def pq_row(pq: PanopticQuality) -> dict[str, float]:
-    res = pq.compute()
-    return {
-        "pq": res["All"]["pq"], "sq": res["All"]["sq"], "rq": res["All"]["rq"],
-        "pq_things": res["Things"]["pq"], "pq_stuff": res["Stuff"]["pq"],
-    }  # fmt: skip
-
-
 def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
-    raw = Path(args.workdir) / "raw"
-    if not (raw / "leftImg8bit").is_dir():
-        s = cfg.synth
-        generate_synthetic_dataset(
-            raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed,
-            progress=False,
-        )  # fmt: skip
-    train = open_dataset(cfg.data.layout, raw, cfg.data.train_split)
-    val = open_dataset(cfg.data.layout, raw, cfg.data.val_split)
-    split = choose_k_shot(
-        train.stems, k=cfg.split.k, strategy=cfg.split.strategy, seed=cfg.split.seed,
-        explicit=cfg.split.stems, indices=cfg.split.indices, classes_of=train.classes_present,
-    )  # fmt: skip
-    labelled = [train.load(s) for s in split.labelled]
+    bench = prepare(cfg, args.workdir, args.n_images)
+    backbone, labelled, to_label = bench.backbone, bench.labelled, bench.to_label
+    val = open_dataset(cfg.data.layout, Path(args.workdir) / "raw", cfg.data.val_split)
     val_samples = [val.load(s) for s in val.stems]
-    to_label = [train.load(s) for s in split.unlabelled[: args.n_images]]
-    backbone = create_backbone(cfg.backbone)
     out: dict[str, Any] = {"n_images": len(to_label), "steps": args.steps, "rows": []}
     for name, (final_norm, heads_cfg) in heads_variants(cfg.heads, args.steps).items():
         if args.heads and name not in args.heads:
             continue
         backbone.final_norm = final_norm
-        t0 = time.perf_counter()
-        res = train_heads(
-            labelled, val_samples, cfg.backbone, heads_cfg, progress=False, backbone=backbone,
-            semantic_points=heads_cfg.semantic_points, boundary_points=heads_cfg.boundary_points,
-        )  # fmt: skip
-        fit_s = time.perf_counter() - t0
-        heads = res.heads.eval()
-        curve = boundary_curve(backbone, heads, labelled, res.input_size, res.boundary_size)
+        res, fit_s, predictor = fit_heads(bench, heads_cfg, val_samples)
+        curve = boundary_curve(backbone, res.heads, labelled, res.input_size, res.boundary_size)
         auto = best_threshold(curve.curve())
-        predictor = TorchPredictor(
-            backbone, heads.semantic, heads.boundary, "cpu",
-            boundary_scale=res.boundary_size[0] / res.input_size[0],
-        )  # fmt: skip
         fusions = fusion_variants(cfg.pseudo_label)
         fusions["official+auto"] = dataclasses.replace(fusions["official"], boundary_threshold=auto)
         meters = {f: PanopticQuality(coco_categories()) for f in fusions}
@@ -178,22 +139,11 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--params", default=str(REPO / "params.yaml"))
-    p.add_argument("-S", "--set", action="append", default=[], dest="overrides")
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--n-images", type=int, default=15)
-    p.add_argument(
-        "--heads", nargs="*", default=[], help="subset of: ours ours-prenorm official bank"
-    )
-    p.add_argument("--workdir", default="/tmp/label_fidelity")
-    p.add_argument("--out", default=None)
-    args = p.parse_args(argv)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    cfg = load_config(args.params, args.overrides)
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    run(cfg, args)
+    args = parse_args(
+        __doc__.splitlines()[0], argv, n_images=15, workdir="/tmp/label_fidelity",
+        heads={"nargs": "*", "default": [], "help": "subset of: ours ours-prenorm official bank"},
+    )  # fmt: skip
+    run(load_bench_config(args), args)
     return 0
 
 

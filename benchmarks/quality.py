@@ -17,8 +17,11 @@ students) and the same training budget (``student.*``: steps, batch, lr) for eve
   ``--main-k`` pipeline is computed once and shared with (a), (b), (c)).
 
 Students are evaluated on the val split; every row reports PQ / SQ / RQ (All), PQ of
-things and stuff, and mIoU (from the panoptic maps). It calls the library directly (no
-Prefect, MLflow or DVC) and mirrors the stages in ``tasks/``. Everything is written under
+things and stuff, and mIoU (from the panoptic maps). It runs the pipeline's own stage
+functions (``spino_core.stages``: split, heads, pseudo-labels, the val images of the
+evaluate stage) without Prefect, MLflow or DVC, one backbone shared by all; the students
+are trained by the library directly, since rows (c) and (d) change what they learn from.
+Everything is written under
 ``--workdir`` (default: a new folder under /tmp); the numbers go to ``--out`` (default
 ``<workdir>/quality.json``), rewritten atomically after every row.
 
@@ -54,24 +57,17 @@ from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
 from spino_core.data.datasets import Dataset, open_dataset
 from spino_core.data.sample import Sample
-from spino_core.data.split import (
-    LABELLED_FILE,
-    UNLABELLED_FILE,
-    VAL_FILE,
-    choose_k_shot,
-    read_stem_list,
-    write_split,
-)
-from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
-from spino_core.inference.predictor import load_predictor
-from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import DinoBackbone, create_backbone
-from spino_core.models.heads_io import save_heads
-from spino_core.pseudo.generate import PANOPTIC_JSON, finalize, label_shard, plan_shards
-from spino_core.pseudo.guard import PANOPTIC_DIR, claim_for_heads
+from spino_core.pseudo.generate import PANOPTIC_JSON
+from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.stages import pseudo_label as pseudo_stage
+from spino_core.stages.evaluate import link_images
+from spino_core.stages.split import make_split as split_stage
+from spino_core.stages.synth import generate_synthetic_dataset
+from spino_core.stages.train_heads import train_label_heads
 from spino_core.student.data import PseudoSet, open_pseudo_set
 from spino_core.student.predict import predict_folder
 from spino_core.student.train import train_student
@@ -207,7 +203,8 @@ def headline(rows: list[Row]) -> dict[str, float | None]:
 
 
 def evaluate(bench: Bench, gt: tuple[Path, Path], pred: tuple[Path, Path]) -> dict[str, Any]:
-    """PQ / SQ / RQ / mIoU of a COCO-panoptic set against ground truth (as tasks/report.py)."""
+    """PQ / SQ / RQ / mIoU of a COCO-panoptic set against ground truth (the numbers of the
+    stages' reports, without the page)."""
     return evaluate_panoptic_files(
         gt[0], gt[1], pred[0], pred[1], workers=bench.eval_workers, with_miou=True
     )
@@ -239,74 +236,29 @@ def k_config(cfg: SpinoConfig, k: int, root: Path) -> SpinoConfig:
 
 
 def make_split(bench: Bench, cfg: SpinoConfig) -> dict[str, Any]:
-    """tasks/split.py: k labelled stems (configured strategy and seed), the rest unlabelled."""
-    split = choose_k_shot(
-        bench.train.stems,
-        k=cfg.split.k,
-        strategy=cfg.split.strategy,
-        seed=cfg.split.seed,
-        explicit=cfg.split.stems,
-        classes_of=bench.train.classes_present,
-    )
-    write_split(Path(cfg.paths.split), split, bench.val.stems)
-    return {"labelled": split.labelled, "n_unlabelled": len(split.unlabelled)}
+    """The split stage: k labelled stems (configured strategy and seed), the rest unlabelled."""
+    return split_stage(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
 
 
 def fit_heads(bench: Bench, cfg: SpinoConfig) -> dict[str, Any]:
-    """tasks/train_heads.py: heads on the k labelled images, checkpoints saved."""
-    samples = [bench.train.load(s) for s in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE)]
-    val_samples = [bench.val.load(s) for s in read_stem_list(Path(cfg.paths.split) / VAL_FILE)]
-    result = train_heads(
-        samples,
-        val_samples,
-        cfg.backbone,
-        cfg.heads,
-        backbone=bench.backbone,
-        semantic_points=cfg.heads.semantic_points,
-        boundary_points=cfg.heads.boundary_points,
-    )
-    save_heads(cfg.paths.heads, result, cfg.to_dict())
+    """The train-heads stage on the k labelled images, with the shared backbone."""
+    metrics = train_label_heads(cfg, backbone=bench.backbone)["metrics"]
     keys = ("val_miou", "boundary_f1", "cache_seconds", "train_seconds", "final_loss")
-    return {key: result.metrics[key] for key in keys if key in result.metrics}
+    return {key: metrics[key] for key in keys if key in metrics}
 
 
 def pseudo_label(bench: Bench, cfg: SpinoConfig) -> dict[str, Any]:
-    """tasks/pseudo_label.py + flows/pseudo_label.py, shards run one after the other here."""
-    stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
-    if not stems:
+    """The pseudo-label stage, its shards one after the other, with the shared backbone."""
+    plan = pseudo_stage.plan_pseudo_labels(cfg)
+    if not plan.n_images:
         raise SpinoError(
             f"split.k = {cfg.split.k} leaves no unlabelled training image to pseudo-label; "
             f"lower k (the training set has {len(bench.train.stems)} images)"
         )
-    loaded = load_predictor(
-        cfg.paths.heads, cfg.backbone, cfg.pseudo_label.device, backbone=bench.backbone
-    )
-    claim_for_heads(
-        cfg.paths.pseudo,
-        cfg.paths.heads,
-        pseudo=cfg.pseudo_label,
-        backbone=cfg.backbone,
-        input_hw=loaded.input_hw,
-    )
     rows = []
-    for shard_id, shard in enumerate(plan_shards(stems, cfg.pseudo_label.n_shards)):
-        if shard:
-            rows += label_shard(
-                shard_id,
-                shard,
-                bench.train,
-                loaded.predict,
-                cfg.pseudo_label,
-                cfg.paths.pseudo,
-                input_hw=loaded.input_hw,
-            )
-    summary = finalize(
-        cfg.paths.pseudo,
-        rows,
-        n_images=len(stems),
-        max_failed_fraction=cfg.pseudo_label.max_failed_fraction,
-    )
-    return summary.to_dict()
+    for shard_id, shard in enumerate(plan.shards):
+        rows += pseudo_stage.label_one_shard(shard_id, shard, cfg, backbone=bench.backbone)
+    return pseudo_stage.finalize_pseudo_labels(cfg, rows, plan.n_images)
 
 
 def score_pseudo(bench: Bench, cfg: SpinoConfig, root: Path) -> dict[str, Any]:
@@ -326,7 +278,8 @@ def fit_and_score_student(
     phases: dict[str, float],
     prefix: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """tasks/train_student.py then tasks/evaluate.py: train, predict val, score on val."""
+    """Train a student (the library, on the given data), predict val as the evaluate stage
+    does, score it on val."""
     cfg = bench.cfg
     with timed(phases, f"{prefix} train"):
         result = train_student(
@@ -339,7 +292,9 @@ def fit_and_score_student(
             resume=False,
         )
     with timed(phases, f"{prefix} predict val"):
-        images = Path(cfg.paths.raw) / "leftImg8bit" / cfg.data.val_split
+        images = bench.workdir / "val_images"  # as the evaluate stage feeds predict_folder
+        if not images.is_dir():
+            link_images(bench.val, images)
         pred = predict_folder(
             out, images, out / "predictions", device=student_cfg.device, model=result.model
         )
@@ -594,10 +549,7 @@ def run(args: argparse.Namespace) -> Bench:
     start = time.perf_counter()
     raw = Path(cfg.paths.raw)
     with timed(phases, "synth"):
-        s = cfg.synth
-        generate_synthetic_dataset(
-            raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed
-        )
+        generate_synthetic_dataset(cfg.synth, raw)
     train = open_dataset(cfg.data.layout, raw, cfg.data.train_split)
     val = open_dataset(cfg.data.layout, raw, cfg.data.val_split)
     with timed(phases, "convert val ground truth"):

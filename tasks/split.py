@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 
-from spino_core.atomic import write_json_atomic
 from spino_core.config import DataConfig, SplitConfig
-from spino_core.data.datasets import open_dataset
-from spino_core.data.split import choose_k_shot, class_coverage, write_split
+from spino_core.stages import split
 from tasks.retry import retry_on_io_error
 
 
@@ -21,25 +18,4 @@ from tasks.retry import retry_on_io_error
     retry_condition_fn=retry_on_io_error,
 )
 def make_split(data: DataConfig, cfg: SplitConfig, raw: str, out_dir: str) -> dict[str, Any]:
-    train = open_dataset(data.layout, Path(raw), data.train_split)
-    val = open_dataset(data.layout, Path(raw), data.val_split)
-    split = choose_k_shot(
-        train.stems,
-        k=cfg.k,
-        strategy=cfg.strategy,
-        seed=cfg.seed,
-        explicit=cfg.stems,
-        indices=cfg.indices,
-        classes_of=train.classes_present,
-    )
-    write_split(Path(out_dir), split, val.stems)
-    summary = {
-        "k": cfg.k,
-        "strategy": cfg.strategy,
-        "labelled": split.labelled,
-        "n_unlabelled": len(split.unlabelled),
-        "n_val": len(val.stems),
-        "labelled_class_coverage": class_coverage(split.labelled, train.classes_present),
-    }
-    write_json_atomic(Path(out_dir) / "summary.json", summary)
-    return summary
+    return split.make_split(data, cfg, raw, out_dir)

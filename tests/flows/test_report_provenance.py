@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spino_core.config import config_from_dict
-from tasks.report import provenance
+from spino_core.stages.report import provenance
 
 
 def test_provenance_names_weights_k_and_commit(monkeypatch: pytest.MonkeyPatch) -> None:

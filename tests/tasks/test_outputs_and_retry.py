@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from spino_core.errors import DataError
-from tasks.outputs import panoptic_summary, write_heads_metrics, write_panoptic_metrics
+from spino_core.stages.outputs import panoptic_summary, write_heads_metrics, write_panoptic_metrics
 from tasks.retry import retry_on_io_error, retry_unless_user_error
 
 METRICS = {
@@ -90,8 +90,8 @@ def test_a_finished_student_checkpoint_is_discarded_an_unfinished_one_kept(
 ) -> None:
     import torch
 
+    from spino_core.stages.train_student import discard_finished_checkpoint
     from spino_core.student.train import CHECKPOINT, CKPT_FORMAT
-    from tasks.train_student import discard_finished_checkpoint
 
     def save(step: int, steps: int) -> Path:
         path = tmp_path / CHECKPOINT

@@ -1,0 +1,140 @@
+"""Small output writers shared by the stages: the files DVC tracks as metrics and plots.
+
+DVC's pattern (``dvc exp show``, ``dvc metrics diff``, ``dvc plots diff`` across experiments):
+each stage writes a *small* summary JSON and plot-data CSVs under ``paths.metrics``, declared
+``cache: false`` in ``dvc.yaml`` and committed to git, so every experiment commit holds them.
+Per-class and per-image numbers are plot data, not metrics: ``dvc metrics show`` stays a few
+columns wide. The full report (``metrics.json`` with ``per_class``) stays in the report folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.data.classes import by_label_id
+
+PANOPTIC_GROUPS = ("All", "Things", "Stuff")
+
+# The files each stage writes under ``paths.metrics`` (its dvc.yaml ``metrics`` and ``plots``;
+# a test checks they agree). The folder is shared, so a stage clears a killed run's temp
+# files of these names only (``flows.cli``), never those of a stage that may be running.
+STAGE_METRICS: dict[str, tuple[str, ...]] = {
+    "train-heads": ("heads.json", "heads_history.csv", "heads_per_class.csv"),
+    "report": ("pseudo_labels.json", "pseudo_labels_per_class.csv", "pseudo_labels_per_image.csv"),
+    "train-student": ("student_train.json", "student_history.csv"),
+    "evaluate": ("student.json", "student_per_class.csv", "student_per_image.csv"),
+}
+PER_CLASS_COLUMNS = ("class", "category_id", "isthing", "pq", "sq", "rq", "iou")
+PER_IMAGE_COLUMNS = (
+    "image",
+    "stem",
+    "pq",
+    "sq",
+    "rq",
+    "n_segments",
+    "n_gt_segments",
+    "mean_confidence",
+)
+
+
+def _fmt(value: Any) -> Any:
+    """Floats in 6 significant digits (plots), None/NaN as an empty cell."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_fmt(row.get(k)) for k in columns])
+    return buf.getvalue()
+
+
+def write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
+    """Per-step training curves as ``step,<key>...`` CSV (for ``dvc plots``), atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["step", *history])
+    for step, values in enumerate(zip(*history.values(), strict=True)):
+        writer.writerow([step, *(f"{v:.6g}" for v in values)])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def panoptic_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """PQ/SQ/RQ of All/Things/Stuff, mIoU and image counts: the few numbers worth a column."""
+    out: dict[str, Any] = {
+        group: {k: float(metrics[group][k]) for k in ("pq", "sq", "rq")}
+        for group in PANOPTIC_GROUPS
+        if group in metrics
+    }
+    if metrics.get("miou") is not None:
+        out["miou"] = float(metrics["miou"])
+    for key in ("images_missing", "images_failed"):
+        if key in metrics:
+            out[key] = int(metrics[key])
+    return out
+
+
+def per_class_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per category of ``metrics["per_class"]`` (keys: Cityscapes labelIds)."""
+    rows = []
+    for cid, values in sorted(metrics.get("per_class", {}).items(), key=lambda kv: int(kv[0])):
+        cls = by_label_id(int(cid))
+        rows.append(
+            {"class": cls.name, "category_id": int(cid), "isthing": int(cls.is_thing)}
+            | {k: values.get(k) for k in ("pq", "sq", "rq", "iou")}
+        )
+    return rows
+
+
+def per_image_rows(report_per_image_csv: Path) -> list[dict[str, Any]]:
+    """The report's per-image rows with a numeric ``image`` index (a plot's x axis).
+
+    The stem is a string: DVC's templates would put it on a numeric axis. The index keeps
+    the report's order (by stem), so one image has the same x in every experiment.
+    """
+    with Path(report_per_image_csv).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"image": i, **row} for i, row in enumerate(rows)]
+
+
+def write_panoptic_metrics(
+    metrics_dir: str | Path, name: str, metrics: Mapping[str, Any], report_per_image_csv: Path
+) -> dict[str, Path]:
+    """``<name>.json`` (summary), ``<name>_per_class.csv``, ``<name>_per_image.csv``."""
+    d = Path(metrics_dir)
+    paths = {
+        "summary": d / f"{name}.json",
+        "per_class": d / f"{name}_per_class.csv",
+        "per_image": d / f"{name}_per_image.csv",
+    }
+    write_json_atomic(paths["summary"], panoptic_summary(metrics))
+    write_text_atomic(paths["per_class"], _csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics)))
+    rows = per_image_rows(report_per_image_csv)
+    write_text_atomic(paths["per_image"], _csv_text(PER_IMAGE_COLUMNS, rows))
+    return paths
+
+
+def write_heads_metrics(metrics_dir: str | Path, metrics: Mapping[str, Any]) -> dict[str, Path]:
+    """``heads.json`` (numbers only) and ``heads_per_class.csv`` (val IoU per class)."""
+    d = Path(metrics_dir)
+    paths = {"summary": d / "heads.json", "per_class": d / "heads_per_class.csv"}
+    write_json_atomic(paths["summary"], {k: v for k, v in metrics.items() if _is_number(v)})
+    rows = [{"class": k, "iou": v} for k, v in metrics.get("val_iou", {}).items()]
+    write_text_atomic(paths["per_class"], _csv_text(("class", "iou"), rows))
+    return paths
