@@ -85,9 +85,11 @@ def lease_device(
 def _acquire_gpu(folder: Path, n: int, shard_id: int, poll_s: float) -> tuple[int, int]:
     """(GPU index, open lock file) of the first GPU free; waits while all are held."""
     order = [(shard_id + k) % n for k in range(n)]  # when free: the shard_id % n of old
-    handles = {i: _open_lock(folder, i) for i in order}
+    handles: dict[int, int] = {}
     waited_since = None
     try:
+        for i in order:
+            handles[i] = _open_lock(folder, i)
         while True:
             for i in order:
                 try:
