@@ -38,9 +38,10 @@ demo: setup
 	@dvc plots show >/dev/null && echo "DVC plots (offline page): dvc_plots/index.html"
 
 # Two pytest workers: the slow tests mostly wait on DVC/Prefect subprocesses. The slowest
-# durations are printed so a test that grows shows up in CI's log.
+# tests and the slowest test files (tests/conftest.py) are printed so that one that grows
+# shows up in CI's log; pyproject.toml's pytest `timeout` stops a test that hangs.
 test: setup lint
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --durations=15 --durations-per-file=15
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -37,39 +37,9 @@ sys.path.insert(0, str(REPO))
 
 STAGES = ("synth", "split", "train-heads", "pseudo-label", "report", "train-student", "evaluate")
 
-# Every stage in seconds on CPU (the tests' tiny configuration), MLflow on (as by default).
-TINY = {
-    "synth": {"n_train": 6, "n_val": 2, "height": 96, "width": 192, "seed": 3},
-    "split": {"k": 3, "strategy": "coverage", "seed": 0},
-    "backbone": {"name": "vit_small_patch14_dinov2.lvd142m", "weights": "random"},
-    "heads": {
-        "input_height": 56,
-        "input_width": 112,
-        "semantic_hidden": [32],
-        "boundary_hidden": [32],
-        "steps": 3,
-        "batch_size": 2,
-        "n_views": 1,
-    },
-    "pseudo_label": {
-        "semantic_scales": [1],
-        "boundary_scales": [1],
-        "min_blob_px": 10,
-        "min_instance_px": 4,
-        "n_shards": 2,
-    },
-    "student": {
-        "input_height": 56,
-        "input_width": 112,
-        "adapter_channels": 16,
-        "decoder_channels": 16,
-        "steps": 3,
-        "batch_size": 2,
-        "checkpoint_every": 2,
-        "stuff_area": 16,
-    },
-    "orchestration": {"task_runner": "threads", "n_workers": 2},
-}
+# Every stage in seconds on CPU: the tests' tiny configuration (one source for both), MLflow on
+# (as by default).
+TINY_PARAMS_FILE = REPO / "tests" / "tiny_params.yaml"
 
 
 def _env(code: Path, api_url: str | None) -> dict[str, str]:
@@ -134,7 +104,7 @@ def main() -> None:
         project = root / "project"
         project.mkdir()
         params = project / "params.yaml"
-        params.write_text(yaml.safe_dump(TINY))
+        params.write_text(yaml.safe_dump(yaml.safe_load(TINY_PARAMS_FILE.read_text())))
         codes = {"after": REPO}
         if args.before:
             codes["before"] = _before_tree(args.before, root / "before")

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,53 +361,68 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Pa
     _prefect_env()
     from flows.prefect_api import prefect_api
 
+    cfg = _checked_config(args)  # bad input fails here, before a Prefect server starts
+    server = stack.enter_context(prefect_api())  # it boots while the imports below run
+    command = _prepare(args, cfg, server, stack, folders)
+    if server is not None:
+        server.wait_ready()
+    command()
+
+
+def _checked_config(args: argparse.Namespace) -> Any:
+    """The command's config (None for ``with-prefect``); bad params are one line here."""
     if args.command == "with-prefect":
         if not args.cmd:
             raise SpinoError(
                 "with-prefect: give the command to run, e.g. `spino with-prefect dvc repro`"
             )
-        _with_prefect(args.cmd, stack.enter_context(prefect_api()))
-        return
+        return None
     from spino_core.config import check_devices, load_config
 
     if args.command == "serve":
-        load_config(args.params)
-        server = stack.enter_context(prefect_api())
+        return load_config(args.params)
+    cfg = load_config(args.params, args.overrides)
+    check_devices(cfg)
+    return cfg
+
+
+def _prepare(
+    args: argparse.Namespace,
+    cfg: Any,
+    server: Any,
+    stack: contextlib.ExitStack,
+    folders: list[Path],
+) -> Callable[[], object]:
+    """Everything before the command's first call to the Prefect API (its imports, checks
+    and output locks, while the server boots); returns that call."""
+    if args.command == "with-prefect":
+        return functools.partial(_with_prefect, args.cmd, server)
+    if args.command == "serve":
         from flows.serve import serve
 
         _quiet_user_errors()
-        if server is not None:
-            server.wait_ready()
-        serve(args.params, args.cron, args.name)
-        return
-    cfg = load_config(args.params, args.overrides)  # bad params fail here, before Prefect
-    check_devices(cfg)
-    server = stack.enter_context(prefect_api())  # it boots while the imports below run
+        return functools.partial(serve, args.params, args.cron, args.name)
     from flows.tracking import check_tracking
 
-    check_tracking(cfg.mlflow)  # and a bad tracking URI, before any work
+    check_tracking(cfg.mlflow)  # a bad tracking URI, before any work
     folders.extend(_lock_outputs(cfg, args.command, stack))
     if args.command == "pipeline":
         from flows.pipeline import pipeline_flow
 
         _quiet_user_errors()
-        if server is not None:
-            server.wait_ready()
-        pipeline_flow(params=args.params, overrides=args.overrides, use_cache=args.use_cache)
-    else:
-        stage_flow = _stage_flow(args.command)
-        _quiet_user_errors()
-        if server is not None:
-            server.wait_ready()
-        stage_flow(params=args.params, overrides=args.overrides)
+        return functools.partial(
+            pipeline_flow, params=args.params, overrides=args.overrides, use_cache=args.use_cache
+        )
+    stage_flow = _stage_flow(args.command)
+    _quiet_user_errors()
+    return functools.partial(stage_flow, params=args.params, overrides=args.overrides)
 
 
 def _with_prefect(command: Sequence[str], server: Any) -> None:
     """Run ``command`` (``dvc repro``) with one Prefect API for every stage it starts."""
     import subprocess
 
-    if server is not None:
-        server.wait_ready()
+    if server is not None:  # ready by now: _run waited for it
         print(f"spino: Prefect API for this run: {server.url} (stopped at the end)", flush=True)
     try:
         child = subprocess.Popen(list(command))

@@ -1,6 +1,7 @@
 """Stage flow: pseudo-labels (``spino pseudo-label``, DVC ``pseudo_label``).
 
-One task per shard, each on one device. The task runner comes from params
+One task per shard, each on one device that it holds alone while it runs
+(:func:`spino_core.devices.lease_device`). The task runner comes from params
 (``orchestration``): threads on one machine, or Dask — a local cluster with one worker per
 GPU (or ``n_workers`` CPU workers), or an existing cluster at ``dask_address``.
 """
@@ -13,10 +14,9 @@ from typing import Any
 from prefect import flow, unmapped
 
 from flows.artifacts import finish_stage
-from flows.runners import make_task_runner
+from flows.runners import SHARD_RESOURCES, local_gpu_workers, make_task_runner
 from flows.tracking import stage_run
 from spino_core.config import SpinoConfig, load_config
-from spino_core.devices import gpu_count
 from tasks.pseudo_label import finalize_pseudo_labels, label_one_shard, plan_pseudo_labels
 
 
@@ -24,11 +24,10 @@ def _label_shards(cfg: SpinoConfig) -> dict[str, Any]:
     plan = plan_pseudo_labels(cfg)
     ids = list(range(len(plan.shards)))
     annotate = contextlib.nullcontext()
-    if cfg.orchestration.task_runner == "dask":
+    if local_gpu_workers(cfg.orchestration):
         import dask
 
-        if gpu_count() and not cfg.orchestration.dask_address:
-            annotate = dask.annotate(resources={"GPU": 1})
+        annotate = dask.annotate(resources=dict(SHARD_RESOURCES))
     with annotate:
         futures = label_one_shard.map(ids, plan.shards, unmapped(cfg))
     rows = [row for shard_rows in futures.result() for row in shard_rows]

@@ -1,4 +1,12 @@
-"""Task runners chosen by params: threads on one machine, or Dask (local or existing cluster)."""
+"""Task runners chosen by params: threads on one machine, or Dask (local or existing cluster).
+
+Whatever the runner, a shard holds its GPU through :func:`spino_core.devices.lease_device`
+(a lock per GPU on each machine), so two running shards never share one. The local GPU
+cluster also gives each worker one ``GPU`` resource and each shard task asks for it
+(:data:`SHARD_RESOURCES`): the scheduler then queues shards instead of letting a worker's
+thread wait on a lock. A cluster at ``dask_address`` is not asked for resources: its
+workers may declare none, and a task asking for one would wait forever.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +33,17 @@ def check_dask_address(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+# What each shard task asks of a worker of the local GPU cluster (``dask.annotate``).
+SHARD_RESOURCES = {"GPU": 1}
+
+
+def local_gpu_workers(cfg: OrchestrationConfig) -> int:
+    """Workers of the local Dask GPU cluster, one per visible GPU (0: no such cluster)."""
+    if cfg.task_runner != "dask" or cfg.dask_address:
+        return 0
+    return gpu_count()
+
+
 def make_task_runner(cfg: OrchestrationConfig) -> Any:
     """A Prefect task runner for the shard tasks."""
     if cfg.task_runner == "threads":
@@ -36,13 +55,13 @@ def make_task_runner(cfg: OrchestrationConfig) -> Any:
     if cfg.dask_address:
         check_dask_address(cfg.dask_address)
         return DaskTaskRunner(address=cfg.dask_address)
-    n_gpus = gpu_count()
-    if n_gpus:  # one worker per GPU, each shard task pinned to one GPU by resources
+    n_gpus = local_gpu_workers(cfg)
+    if n_gpus:  # one worker per GPU; a shard task takes the worker's one GPU resource
         return DaskTaskRunner(
             cluster_kwargs={
                 "n_workers": n_gpus,
                 "threads_per_worker": 1,
-                "resources": {"GPU": 1},
+                "resources": dict(SHARD_RESOURCES),
             }
         )
     return DaskTaskRunner(

@@ -1,5 +1,7 @@
+import contextlib
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,43 @@ def test_an_interrupted_in_process_call_leaves_the_signal_handlers_as_it_found_t
     )
     assert "RC 130 SAME True" in res.stdout, res.stdout + res.stderr[-2000:]
     assert res.stderr.strip().splitlines()[-1] == "spino: interrupted (SIGINT)"
+
+
+def test_each_flow_command_waits_for_the_api_just_before_its_first_call(
+    tmp_path: Path,
+    tiny_params: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A temporary server boots while the command imports; the command's own work (the
+    stage's flow, serve, with-prefect's child) starts only once it answers."""
+    import flows.cli
+    import flows.prefect_api
+    import flows.serve
+
+    events: list[str] = []
+
+    class Server:
+        url = "http://127.0.0.1:1/api"
+
+        def wait_ready(self) -> None:
+            events.append("ready")
+
+    @contextlib.contextmanager
+    def api() -> Iterator[Server]:
+        events.append("boot")
+        yield Server()
+
+    monkeypatch.setattr(flows.prefect_api, "prefect_api", api)
+    monkeypatch.setattr(flows.serve, "serve", lambda *args: events.append("serve"))
+    monkeypatch.setattr(flows.cli, "_stage_flow", lambda name: lambda **kw: events.append(name))
+    params = str(tiny_params(tmp_path, mlflow={"enabled": False}))
+
+    assert main(["with-prefect", sys.executable, "-c", "print('child ran')"]) == 0
+    out = capfd.readouterr().out
+    assert out.index("Prefect API for this run: http://127.0.0.1:1/api") < out.index("child ran")
+    assert main(["serve", "--params", params]) == 0
+    assert main(["synth", "--params", params]) == 0
+    assert events == ["boot", "ready", "boot", "ready", "serve", "boot", "ready", "synth"]
+    assert main(["with-prefect"]) == 2  # refused before any server boots
+    assert events[-1] == "synth"
