@@ -230,7 +230,7 @@ def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[P
         remove_stale_temps_of,
         remove_stale_work_folders,
     )
-    from tasks.outputs import STAGE_METRICS
+    from spino_core.stages.outputs import STAGE_METRICS
 
     names = STAGE_NAMES if command == "pipeline" else (command,)
     keys = [key for name in names for key in STAGE_OUTPUTS[name]]

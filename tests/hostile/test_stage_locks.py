@@ -19,7 +19,7 @@ import yaml
 from flows.cli import STAGE_NAMES, STAGE_OUTPUTS, _lock_outputs
 from spino_core.config import load_config
 from spino_core.errors import SpinoError
-from tasks.outputs import STAGE_METRICS
+from spino_core.stages.outputs import STAGE_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 
