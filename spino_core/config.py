@@ -445,6 +445,19 @@ class SpinoConfig:
         return dataclasses.asdict(getattr(self, name))
 
 
+#: Sections that say where a run lives (folders, the MLflow store), not what it computes.
+LOCATION_SECTIONS = ("paths", "mlflow")
+
+
+def location_free(doc: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (:meth:`SpinoConfig.to_dict`) without its ``LOCATION_SECTIONS``.
+
+    What an output may record of the config that made it: the same bytes wherever the
+    project is checked out or tracked (heads checkpoints are identified by their bytes).
+    """
+    return {k: v for k, v in doc.items() if k not in LOCATION_SECTIONS}
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -506,7 +519,8 @@ def _relative(location: str, base: str) -> str:
         return location
 
 
-_INTERNAL_KEYS = frozenset({"base_dir"})  # set by the loader, never read from params
+_INTERNAL_KEYS = frozenset({"base_dir"})
+_Section = typing.TypeVar("_Section")  # set by the loader, never read from params
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
@@ -595,6 +609,15 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
             raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
         parsed.append((key.strip(), value))
     return parsed
+
+
+def section_from_dict(cls: type[_Section], raw: Any, key: str) -> _Section:
+    """One section (``StudentConfig``, ...) from a plain mapping, checked as at load.
+
+    For configs saved beside an output (a student's ``config.json``) and read back: the
+    same coercion, unknown-key and range rules as ``params.yaml``, errors naming ``key``.
+    """
+    return _coerce(key, raw, cls)
 
 
 def config_from_dict(

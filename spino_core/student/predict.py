@@ -46,9 +46,9 @@ from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
+from spino_core.models.student_io import load_student, read_student_config
 from spino_core.pseudo.generate import panoptic_to_coco
 from spino_core.student.postprocess import panoptic_inference
-from spino_core.student.train import load_student, read_student_config
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 PANOPTIC_JSON, PANOPTIC_DIR = "panoptic.json", "panoptic"
