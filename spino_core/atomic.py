@@ -71,6 +71,26 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def replace_folder(new: Path, dest: Path, *, trash_prefix: str) -> None:
+    """Rename folder ``new`` to ``dest``; an existing ``dest`` is renamed away first, then deleted.
+
+    The old ``dest`` goes into a ``mkdtemp(prefix=trash_prefix)`` folder beside it (and comes
+    back if the second rename fails). Readers see the old complete folder, then (for the
+    instant between two renames) none, then the new complete one; never a partial one.
+    """
+    if not dest.exists():
+        os.rename(new, dest)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=trash_prefix, dir=dest.parent))
+    os.rename(dest, trash / dest.name)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(trash / dest.name, dest)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 # Errors of creating a folder or file that the same call would give again: a path under a
 # file, a missing mount, no permission, a read-only file system. Retrying cannot help.
 _UNWRITABLE = (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from spino_core.atomic import remove_stale_temps
+from spino_core.atomic import remove_stale_temps, replace_folder
 from spino_core.config import StudentConfig
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.classes import THING_TRAIN_IDS
@@ -238,15 +238,6 @@ def _check_replaceable(out: Path) -> None:
 
 
 def swap_into_place(new: Path, out: Path) -> None:
-    """Rename ``new`` to ``out``; an existing ``out`` is renamed away first, then deleted."""
-    if not out.exists():
-        os.rename(new, out)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, trash / out.name)
-    try:
-        os.rename(new, out)
-    except BaseException:
-        os.rename(trash / out.name, out)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+    """Rename ``new`` to ``out``; an existing ``out`` goes through a hidden ``.<out>.old-*``
+    sibling (which :func:`remove_stale_siblings` clears if a run is killed there)."""
+    replace_folder(new, out, trash_prefix=f".{out.name}.old-")
