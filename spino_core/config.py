@@ -68,11 +68,9 @@ class MlflowConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if "://" not in self.tracking_uri and not self.tracking_uri.startswith("file:"):
-            _fail(
-                "mlflow.tracking_uri",
-                f"{self.tracking_uri!r} is not a URI (e.g. sqlite:///mlflow.db)",
-            )
+        uri = self.tracking_uri
+        if "://" not in uri and not uri.startswith("file:"):
+            _fail("mlflow.tracking_uri", f"{uri!r} is not a URI (e.g. sqlite:///mlflow.db)")
 
 
 @dataclass(frozen=True)
@@ -291,11 +289,9 @@ class PseudoLabelConfig:
         for key in ("tile_batch_size", "n_shards", "batch_images", "writer_threads"):
             if getattr(self, key) < 1:
                 _fail(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
-        if not 0.0 <= self.max_failed_fraction <= 1.0:
-            _fail(
-                "pseudo_label.max_failed_fraction",
-                f"must be in [0, 1], got {self.max_failed_fraction}",
-            )
+        fraction = self.max_failed_fraction
+        if not 0.0 <= fraction <= 1.0:
+            _fail("pseudo_label.max_failed_fraction", f"must be in [0, 1], got {fraction}")
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,14 @@ class BoundaryCurve:
         return [self.at(t) for t in THRESHOLDS]
 
 
+def best_row(curve: list[dict[str, float]]) -> dict[str, float]:
+    """The curve's row of highest F1 (the lowest threshold among equals)."""
+    return max(curve, key=lambda row: (row["f1"], -row["threshold"]))
+
+
 def best_threshold(curve: list[dict[str, float]]) -> float:
     """The threshold of highest F1 (the lowest one among equals)."""
-    best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
-    return float(best["threshold"])
+    return float(best_row(curve)["threshold"])
 
 
 def boundary_curve(

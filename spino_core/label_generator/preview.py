@@ -13,7 +13,7 @@ import numpy as np
 
 from spino_core.data.classes import train_palette
 from spino_core.data.sample import Sample
-from spino_core.label_generator.evaluate import predict_heads
+from spino_core.label_generator.evaluate import best_row, predict_heads
 from spino_core.models.backbone import DinoBackbone
 from spino_core.models.heads import LabelHeads
 
@@ -69,7 +69,7 @@ def boundary_curve_png(curve: list[dict[str, float]], *, threshold: float | None
     if threshold is not None:
         ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:g}")
     if curve:
-        best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
+        best = best_row(curve)
         ax.plot([best["threshold"]], [best["f1"]], "o", label=f"best F1 at {best['threshold']:g}")
     ax.set(xlabel="boundary probability threshold", ylabel="val boundary pixels", ylim=(0, 1))
     ax.set_title("boundary head: precision / recall / F1 vs threshold")
