@@ -102,7 +102,7 @@ class CameraMaskConfig:
 
     source: str = "none"
     min_fraction: float = 0.5
-    label_ids: list[int] = field(default_factory=lambda: [1, 2, 3])  # Cityscapes labelIds
+    label_ids: tuple[int, ...] = (1, 2, 3)  # Cityscapes labelIds
 
     def __post_init__(self) -> None:
         if self.source not in ("none", "labelled") and not self.source.lower().endswith(".png"):
@@ -116,7 +116,7 @@ class CameraMaskConfig:
             _fail(
                 "data.camera_mask.label_ids",
                 f"must be Cityscapes labelIds 1..33 (1 ego vehicle, 2 rectification border, "
-                f"3 out of roi), got {self.label_ids}",
+                f"3 out of roi), got {list(self.label_ids)}",
             )
 
 
@@ -136,8 +136,8 @@ class SplitConfig:
     # give [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892] for Cityscapes train);
     # coverage: greedy choice covering as many classes as possible.
     strategy: Literal["random", "stems", "indices", "coverage"] = "random"
-    stems: list[str] = field(default_factory=list)
-    indices: list[int] = field(default_factory=list)
+    stems: tuple[str, ...] = ()
+    indices: tuple[int, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -152,7 +152,7 @@ class SplitConfig:
             if len(set(chosen)) != len(chosen):
                 _fail(f"split.{key}", "contains duplicates")
         if any(i < 0 for i in self.indices):
-            _fail("split.indices", f"must be >= 0, got {self.indices}")
+            _fail("split.indices", f"must be >= 0, got {list(self.indices)}")
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class BackboneConfig:
     # "hub" (timm download), "random" (tests, synthetic demo) or a local checkpoint path.
     weights: str = "hub"
     # Transformer blocks whose patch tokens are returned (negative = from the end).
-    blocks: list[int] = field(default_factory=lambda: [-1])
+    blocks: tuple[int, ...] = (-1,)
 
     def __post_init__(self) -> None:
         if self.name not in DINOV2_MODELS:
@@ -186,8 +186,8 @@ class HeadsConfig:
 
     input_height: int = 448  # network input; rounded to a multiple of 14 by the backbone
     input_width: int = 896
-    semantic_hidden: list[int] = field(default_factory=lambda: [300, 300, 200])
-    boundary_hidden: list[int] = field(default_factory=lambda: [600, 600, 400])
+    semantic_hidden: tuple[int, ...] = (300, 300, 200)
+    boundary_hidden: tuple[int, ...] = (600, 600, 400)
     bootstrap_ratio: float = 0.2  # hardest fraction of pixels kept by the bootstrapped CE
     boundary_scale: float = 0.25  # boundary target resolution relative to the input
     lr: float = 1e-3
@@ -202,10 +202,10 @@ class HeadsConfig:
     # bank: n_views fixed augmented views per image, backbone features computed once (fast);
     # fresh: a new augmentation and backbone pass at every step (official SPINO).
     augment: Literal["bank", "fresh"] = "bank"
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # crop side / image
+    crop_scale: tuple[float, ...] = (0.5, 1.0)  # crop side / image
     # The boundary head's own crop range: it is then trained separately, on its own views
     # (official: [0.4, 1.0], semantic [0.2, 1.0]); null = the semantic head's views, jointly.
-    boundary_crop_scale: list[float] | None = None
+    boundary_crop_scale: tuple[float, ...] | None = None
     boundary_steps: int | None = None  # null = steps (official: 400 boundary, 500 semantic)
     color_jitter: float = 0.2  # brightness, contrast and saturation factors in [1-j, 1+j]
     hue: float = 0.0  # hue shift in [-h, h] of the colour circle (official: 0.2)
@@ -218,7 +218,10 @@ class HeadsConfig:
         for key in ("crop_scale", "boundary_crop_scale"):
             lo_hi = getattr(self, key)
             if lo_hi is not None and (len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0):
-                _fail(f"heads.{key}", f"must be [low, high] with 0 < low <= high <= 1, got {lo_hi}")
+                _fail(
+                    f"heads.{key}",
+                    f"must be [low, high] with 0 < low <= high <= 1, got {list(lo_hi)}",
+                )
         if not 0.0 <= self.color_jitter < 1.0:
             _fail("heads.color_jitter", f"must be in [0, 1), got {self.color_jitter}")
         if not 0.0 <= self.hue <= 0.5:
@@ -242,8 +245,8 @@ class PseudoLabelConfig:
     """Pseudo-label generation: multi-scale tiled inference + boundary-aware fusion."""
 
     # Scale s = the image cut into s x s tiles, each predicted at the full input size.
-    semantic_scales: list[int] = field(default_factory=lambda: [1, 2, 3])
-    boundary_scales: list[int] = field(default_factory=lambda: [3, 4, 5])
+    semantic_scales: tuple[int, ...] = (1, 2, 3)
+    boundary_scales: tuple[int, ...] = (3, 4, 5)
     # A pixel is a boundary where the averaged boundary probability is >= this. The
     # official head predicts the *non*-boundary probability and keeps pixels > 0.93 as
     # interior: the same decision as p(boundary) >= 0.07.
@@ -253,7 +256,7 @@ class PseudoLabelConfig:
     min_instance_px: int = 50  # fragments smaller than this join their nearest instance
     # (H, W) at which min_blob_px / min_instance_px are counted; each image scales them by
     # its area (official: 500 / 500 px at [1024, 2048]). null = pixel counts as given.
-    min_size_reference: list[int] | None = None
+    min_size_reference: tuple[int, ...] | None = None
     blob_connectivity: Literal[4, 8] = 8  # thing blobs' connectivity (official: 4)
     tile_batch_size: int = 8
     n_shards: int = 4
@@ -274,7 +277,10 @@ class PseudoLabelConfig:
         for key in ("semantic_scales", "boundary_scales"):
             scales = getattr(self, key)
             if not scales or any(s < 1 for s in scales):
-                _fail(f"pseudo_label.{key}", f"must be a non-empty list of ints >= 1, got {scales}")
+                _fail(
+                    f"pseudo_label.{key}",
+                    f"must be a non-empty list of ints >= 1, got {list(scales)}",
+                )
         if self.boundary_threshold != "auto" and not 0.0 < self.boundary_threshold < 1.0:
             _fail(
                 "pseudo_label.boundary_threshold",
@@ -285,7 +291,9 @@ class PseudoLabelConfig:
                 _fail(f"pseudo_label.{key}", f"must be >= 0, got {getattr(self, key)}")
         ref = self.min_size_reference
         if ref is not None and (len(ref) != 2 or min(ref) < 1):
-            _fail("pseudo_label.min_size_reference", f"must be [height, width] >= 1, got {ref}")
+            _fail(
+                "pseudo_label.min_size_reference", f"must be [height, width] >= 1, got {list(ref)}"
+            )
         for key in ("tile_batch_size", "n_shards", "batch_images", "writer_threads"):
             if getattr(self, key) < 1:
                 _fail(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
@@ -304,7 +312,7 @@ class StudentConfig:
     # the official student's ViT-Adapter (spino_core/models/vit_adapter.py).
     adapter: Literal["simple_pyramid", "vit_adapter"] = "simple_pyramid"
     adapter_channels: int = 256  # simple pyramid width (the ViT-Adapter uses embed_dim)
-    adapter_blocks: list[int] = field(default_factory=lambda: [2, 5, 8, 11])  # ViT-Adapter
+    adapter_blocks: tuple[int, ...] = (2, 5, 8, 11)  # ViT-Adapter
     # ViT-Adapter injectors feed the frozen blocks (official; backprop through the ViT) or
     # not (extractors only: the ViT runs without grad, ~2-3x cheaper).
     adapter_inject: bool = True
@@ -315,7 +323,7 @@ class StudentConfig:
     center_sigma_at: Literal["full_resolution", "input"] = "full_resolution"
     # Training views: random crop of crop_scale (side fraction) resized to the input, flip,
     # colour jitter. Official: [1.0, 1.0] (whole image) and hue_jitter 0.1.
-    crop_scale: list[float] = field(default_factory=lambda: [0.75, 1.0])
+    crop_scale: tuple[float, ...] = (0.75, 1.0)
     hue_jitter: float = 0.0  # max hue shift as a fraction of the colour circle
     semantic_weight: float = 1.0
     # normalised: center/offset losses are masked means (detectron2; fit weights 200 / 0.01);
@@ -380,7 +388,9 @@ class StudentConfig:
                 _fail(f"student.{key}", f"must be > 0, got {getattr(self, key)}")
         lo_hi = self.crop_scale
         if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
-            _fail("student.crop_scale", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {lo_hi}")
+            _fail(
+                "student.crop_scale", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {list(lo_hi)}"
+            )
         if not 0.0 <= self.hue_jitter <= 0.5:
             _fail("student.hue_jitter", f"must be in [0, 0.5], got {self.hue_jitter}")
         if self.lr_schedule == "step" and self.lr_step < 1:
@@ -424,7 +434,7 @@ class SpinoConfig:
         the files a stage writes are the same bytes wherever the project is checked out
         (their hashes in ``dvc.lock`` and shared DVC caches depend on it).
         """
-        doc = dataclasses.asdict(self)
+        doc = as_plain_dict(self)
         base = doc.pop("base_dir")
         if base:
             doc["paths"] = {k: _relative(v, base) for k, v in doc["paths"].items()}
@@ -438,7 +448,25 @@ class SpinoConfig:
         return doc
 
     def section(self, name: str) -> dict[str, Any]:
-        return dataclasses.asdict(getattr(self, name))
+        return as_plain_dict(getattr(self, name))
+
+
+def as_plain_dict(config: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a config (section) with its tuples as lists.
+
+    The frozen configs hold tuples; what is written from them (JSON, YAML, torch
+    checkpoints, fingerprints compared with saved ones) holds the lists ``params.yaml``
+    has, so the bytes and comparisons do not depend on that choice.
+    """
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 #: Sections that say where a run lives (folders, the MLflow store), not what it computes.
@@ -479,10 +507,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError as exc:
                 reasons.append(str(exc).removeprefix(f"params: {key}: "))
         _fail(key, " or ".join(reasons))
-    if origin is list:
+    if origin is tuple:  # tuple[X, ...]: a YAML list, kept immutable in the frozen config
         if not isinstance(value, list | tuple):
             _fail(key, f"expected a list, got {type(value).__name__} {value!r}")
-        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
             _fail(key, f"expected true/false, got {value!r}")
@@ -548,7 +576,7 @@ def _check_range(key: str, name: str, value: Any) -> None:
         _fail(key, f"unknown device {value!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         _fail(key, f"must be >= 0, got {value}")
-    if isinstance(value, list) and key not in _SIGNED_LISTS:
+    if isinstance(value, tuple) and key not in _SIGNED_LISTS:
         low = 0 if key in _INDEX_LISTS else 1
         for i, item in enumerate(value):
             if isinstance(item, int) and not isinstance(item, bool) and item < low:

@@ -10,7 +10,6 @@ key named) and the class table; ``model.pt`` only tensors and plain values
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from spino_core.atomic import write_json_atomic
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
-from spino_core.config import BackboneConfig, StudentConfig, section_from_dict
+from spino_core.config import BackboneConfig, StudentConfig, as_plain_dict, section_from_dict
 from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASS_NAMES
 from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
@@ -45,12 +44,12 @@ def save_student(
     directory = Path(directory)
     meta = {
         "format": MODEL_FORMAT,
-        "backbone": dataclasses.asdict(backbone_cfg),
+        "backbone": as_plain_dict(backbone_cfg),
         "backbone_fingerprint": model.backbone.fingerprint,
         "classes": TRAIN_CLASS_NAMES,
         "thing_train_ids": list(THING_TRAIN_IDS),
         "input_size": list(model.input_size),
-        "student": dataclasses.asdict(cfg),
+        "student": as_plain_dict(cfg),
     }
     write_checkpoint(directory / MODEL, {**meta, "state_dict": model.trainable_state_dict()})
     write_json_atomic(directory / CONFIG, {**meta, "metrics": without_timings(metrics or {})})

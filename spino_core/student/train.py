@@ -45,7 +45,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from spino_core.config import BackboneConfig, StudentConfig
+from spino_core.config import BackboneConfig, StudentConfig, as_plain_dict
 from spino_core.data.camera_mask import mask_digest
 from spino_core.data.sample import Sample
 from spino_core.devices import resolve_device
@@ -154,9 +154,9 @@ def run_fingerprint(
     ``backbone_weights`` is the backbone's weights fingerprint (what it is, not where it
     was read from).
     """
-    student = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_HYPER}
+    student = {k: v for k, v in as_plain_dict(cfg).items() if k not in _NOT_HYPER}
     return {
-        "backbone": {**dataclasses.asdict(backbone_cfg), "weights": backbone_weights},
+        "backbone": {**as_plain_dict(backbone_cfg), "weights": backbone_weights},
         "student": student,
         "data": {
             "n_pseudo": len(pseudo),
