@@ -41,17 +41,16 @@ def predict_heads(
     image: np.ndarray,
     *,
     input_size: tuple[int, int] | None = None,
-    output_size: tuple[int, int] | None = None,
 ) -> HeadsPrediction:
     """Semantic probabilities and boundary probabilities of one (H, W, 3) uint8 RGB image.
 
     The heads run at ``input_size`` (default: the image size snapped to 14); their logits
-    are upsampled bilinearly to ``output_size`` (default: the image size).
+    are upsampled bilinearly to the image size.
     """
     size = snap_to_patch(*(input_size or image.shape[:2]))
     with torch.inference_mode():
         feats = features_of(backbone, heads, image, size)
-    return _predict(heads, feats, size, output_size or image.shape[:2])
+    return _predict(heads, feats, size, image.shape[:2])
 
 
 def _predict(
