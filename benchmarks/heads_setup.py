@@ -101,8 +101,7 @@ def fit_heads(
     t0 = time.perf_counter()
     res = train_heads(
         bench.labelled, val_samples, bench.cfg.backbone, heads_cfg, progress=False,
-        backbone=bench.backbone, semantic_points=heads_cfg.semantic_points,
-        boundary_points=heads_cfg.boundary_points, void_mask=void_mask,
+        backbone=bench.backbone, void_mask=void_mask,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     heads = res.heads.eval()

@@ -65,7 +65,7 @@ class StudentPyfunc(PythonModel):
     """pyfunc wrapper: (N, H, W, 3) uint8 RGB images -> (N, H, W) int32 panoptic maps."""
 
     def load_context(self, context: Any) -> None:
-        from spino_core.student.train import load_student, read_student_config
+        from spino_core.models.student_io import load_student, read_student_config
 
         self._cfg = read_student_config(context.artifacts["student"])[1]
         self._model = load_student(context.artifacts["student"])

@@ -71,6 +71,26 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def replace_folder(new: Path, dest: Path, *, trash_prefix: str) -> None:
+    """Rename folder ``new`` to ``dest``; an existing ``dest`` is renamed away first, then deleted.
+
+    The old ``dest`` goes into a ``mkdtemp(prefix=trash_prefix)`` folder beside it (and comes
+    back if the second rename fails). Readers see the old complete folder, then (for the
+    instant between two renames) none, then the new complete one; never a partial one.
+    """
+    if not dest.exists():
+        os.rename(new, dest)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=trash_prefix, dir=dest.parent))
+    os.rename(dest, trash / dest.name)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(trash / dest.name, dest)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 # Errors of creating a folder or file that the same call would give again: a path under a
 # file, a missing mount, no permission, a read-only file system. Retrying cannot help.
 _UNWRITABLE = (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS)
@@ -126,10 +146,17 @@ def write_json_atomic(dest: str | os.PathLike[str], obj: Any, *, indent: int = 2
     write_text_atomic(dest, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-# ``atomic_path``'s temporary names: "." + dest name + "." + mkstemp's 8 random characters
-# + ".tmp" + dest suffix (``.checkpoint.pt.k3j_x9a2.tmp.pt``, ``.a.png.0f3kq1zz.tmp.png``).
-_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?")
 _MKTEMP_TAIL = r"[a-z0-9_]{8}"  # mkstemp's / mkdtemp's random part
+
+
+def _temp_name(name: str, suffix: str) -> str:
+    """Regex of ``atomic_path``'s temporary names: "." + dest name + "." + mkstemp's 8
+    random characters + ".tmp" + dest suffix (``.checkpoint.pt.k3j_x9a2.tmp.pt``);
+    ``name`` and ``suffix`` are regexes."""
+    return rf"\.{name}\.{_MKTEMP_TAIL}\.tmp{suffix}"
+
+
+_TEMP_NAME = re.compile(_temp_name(".+", r"(\.[^./]+)?"))
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
@@ -154,9 +181,7 @@ def remove_stale_temps_of(folder: str | os.PathLike[str], names: Iterable[str]) 
     For a folder several stages write (``metrics/``): each clears only its own files' temps,
     under its own lock, never those of another stage that may be writing there right now.
     """
-    tails = "|".join(
-        rf"\.{re.escape(name)}\.{_MKTEMP_TAIL}\.tmp{re.escape(Path(name).suffix)}" for name in names
-    )
+    tails = "|".join(_temp_name(re.escape(name), re.escape(Path(name).suffix)) for name in names)
     return _remove_matching(Path(folder), tails, dirs=False) if tails else []
 
 

@@ -128,8 +128,6 @@ def run_reduced_world(work: Path, *, student: bool = True) -> dict[str, float]:
         HEADS,
         progress=False,
         backbone=backbone,
-        semantic_points=HEADS.semantic_points,
-        boundary_points=HEADS.boundary_points,
     )
     save_heads(work / "heads", heads, {"heads": dataclasses.asdict(HEADS)})
     loaded = load_predictor(work / "heads", BACKBONE, "cpu", backbone=backbone)

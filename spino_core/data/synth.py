@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from spino_core.atomic import replace_folder
 from spino_core.data.classes import ALL_LABELS, by_label_id
-from spino_core.data.folder_swap import replace_folder
 from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
 from spino_core.data.synth_scene import render_scene
 from spino_core.errors import ConfigError, DataError

@@ -18,19 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-
-__all__ = [
-    "MultiscaleResult",
-    "PredictFn",
-    "count_forwards",
-    "multiscale_predict",
-    "multiscale_predict_many",
-    "tile_grid",
-]
 
 
 class PredictFn(Protocol):
@@ -95,44 +86,12 @@ def count_forwards(
     return sum(s * s for s in sem) + sum(s * s for s in bnd)
 
 
-def multiscale_predict(
-    image: np.ndarray,
-    predict: PredictFn,
-    *,
-    input_hw: tuple[int, int],
-    semantic_scales: Sequence[int],
-    boundary_scales: Sequence[int],
-    boundary_threshold: float = 0.5,
-    tile_batch_size: int = 8,
-    share_features: bool = True,
-    keep_probs: bool = False,
-) -> MultiscaleResult:
-    """Multi-scale tiled prediction of one image.
+def multiscale_predict(image: np.ndarray, predict: PredictFn, **options: Any) -> MultiscaleResult:
+    """Multi-scale tiled prediction of one (H, W, 3) uint8 RGB image.
 
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        predict: the tile predictor (see :class:`PredictFn`).
-        input_hw: (h, w) every tile is resized to before ``predict``.
-        semantic_scales / boundary_scales: grid sizes averaged for each head; a scale listed
-            twice counts twice in the average (it is still predicted once).
-        boundary_threshold: a pixel is boundary where its averaged boundary probability is
-            >= this (official SPINO: non-boundary probability <= 0.93, i.e. >= 0.07).
-        tile_batch_size: tiles per ``predict`` call; tiles of different scales share batches.
-        share_features: run both heads on one forward for scales in both lists. False runs
-            the semantic and boundary passes separately (same result, for benchmarks).
-        keep_probs: also return the (K, H, W) averaged class probabilities.
+    :func:`multiscale_predict_many` of ``[image]``, whose keyword ``options`` it takes.
     """
-    return multiscale_predict_many(
-        [image],
-        predict,
-        input_hw=input_hw,
-        semantic_scales=semantic_scales,
-        boundary_scales=boundary_scales,
-        boundary_threshold=boundary_threshold,
-        tile_batch_size=tile_batch_size,
-        share_features=share_features,
-        keep_probs=keep_probs,
-    )[0]
+    return multiscale_predict_many([image], predict, **options)[0]
 
 
 def multiscale_predict_many(
@@ -148,51 +107,31 @@ def multiscale_predict_many(
     keep_probs: bool = False,
     overlap: bool = False,
 ) -> list[MultiscaleResult]:
-    """:func:`multiscale_predict` of several images whose tiles share ``predict`` batches.
+    """Multi-scale tiled prediction of several images whose tiles share ``predict`` batches.
 
-    Each image's result is the one :func:`multiscale_predict` gives it alone, bit for bit
-    (for a predictor whose output per tile does not depend on its batch-mates): every image
-    accumulates its tiles in the same order, only the batches span images, so fewer batches
-    are part-filled. ``overlap`` runs tile preparation and ``predict`` one batch ahead in a
-    helper thread while this thread accumulates the previous batch (a GPU forward releases
-    the GIL); the sequence of calls and the results are the same.
+    Each image's result is the one it gets alone (``[image]``), bit for bit (for a predictor
+    whose output per tile does not depend on its batch-mates): every image accumulates its
+    tiles in the same order, only the batches span images, so fewer batches are part-filled.
+
+    Args:
+        images: (H, W, 3) uint8 RGB each.
+        predict: the tile predictor (see :class:`PredictFn`).
+        input_hw: (h, w) every tile is resized to before ``predict``.
+        semantic_scales / boundary_scales: grid sizes averaged for each head; a scale listed
+            twice counts twice in the average (it is still predicted once).
+        boundary_threshold: a pixel is boundary where its averaged boundary probability is
+            >= this (official SPINO: non-boundary probability <= 0.93, i.e. >= 0.07).
+        tile_batch_size: tiles per ``predict`` call; tiles of different scales share batches.
+        share_features: run both heads on one forward for scales in both lists. False runs
+            the semantic and boundary passes separately (same result, for benchmarks).
+        keep_probs: also return the (K, H, W) averaged class probabilities.
+        overlap: run tile preparation and ``predict`` one batch ahead in a helper thread
+            while this thread accumulates the previous batch (a GPU forward releases the
+            GIL); the sequence of calls and the results are the same.
     """
-    if not semantic_scales or not boundary_scales:
-        raise ValueError("semantic_scales and boundary_scales must not be empty")
-    if tile_batch_size < 1:
-        raise ValueError(f"tile_batch_size must be >= 1, got {tile_batch_size}")
-    if isinstance(boundary_threshold, str | bool) or not 0.0 <= boundary_threshold <= 1.0:
-        raise ValueError(
-            f"boundary_threshold must be a number in [0, 1], got {boundary_threshold!r} "
-            f"('auto' is resolved from the heads' calibration.json before labelling)"
-        )
-    for image in images:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"image is empty: {image.shape}")
+    _check_inputs(images, semantic_scales, boundary_scales, boundary_threshold, tile_batch_size)
     sem_w, bnd_w = Counter(semantic_scales), Counter(boundary_scales)
-
-    # Passes: (scale, want_semantic, want_boundary), batched by their pair of flags. Groups
-    # keep the order of their first scale; every image walks them in the same order.
-    if share_features:
-        passes = [(s, s in sem_w, s in bnd_w) for s in sorted(sem_w.keys() | bnd_w.keys())]
-    else:
-        passes = [(s, True, False) for s in sorted(sem_w)]
-        passes += [(s, False, True) for s in sorted(bnd_w)]
-    groups: dict[tuple[bool, bool], list[int]] = {}
-    for scale, want_sem, want_bnd in passes:
-        groups.setdefault((want_sem, want_bnd), []).append(scale)
-    batches: list[tuple[bool, bool, list[tuple[int, int, tuple[int, int, int, int]]]]] = []
-    for (want_sem, want_bnd), scales in groups.items():
-        jobs = [
-            (k, scale, box)
-            for k, image in enumerate(images)
-            for scale in scales
-            for box in tile_grid(image.shape[0], image.shape[1], scale)
-        ]
-        for start in range(0, len(jobs), tile_batch_size):
-            batches.append((want_sem, want_bnd, jobs[start : start + tile_batch_size]))
+    batches = _tile_batches(images, sem_w, bnd_w, share_features, tile_batch_size)
 
     def run(batch: tuple[bool, bool, list]) -> tuple[np.ndarray | None, np.ndarray | None]:
         want_sem, want_bnd, jobs = batch
@@ -210,6 +149,64 @@ def multiscale_predict_many(
             sem_i = sem[i] if want_sem else None
             accs[k].add(box, sem_i, sem_w[scale], bnd[i] if want_bnd else None, bnd_w[scale])
     return [acc.result(sem_w, bnd_w, boundary_threshold, keep_probs) for acc in accs]
+
+
+def _check_inputs(
+    images: Sequence[np.ndarray],
+    semantic_scales: Sequence[int],
+    boundary_scales: Sequence[int],
+    boundary_threshold: float,
+    tile_batch_size: int,
+) -> None:
+    """ValueError naming the first argument :func:`multiscale_predict_many` cannot use."""
+    if not semantic_scales or not boundary_scales:
+        raise ValueError("semantic_scales and boundary_scales must not be empty")
+    if tile_batch_size < 1:
+        raise ValueError(f"tile_batch_size must be >= 1, got {tile_batch_size}")
+    if isinstance(boundary_threshold, str | bool) or not 0.0 <= boundary_threshold <= 1.0:
+        raise ValueError(
+            f"boundary_threshold must be a number in [0, 1], got {boundary_threshold!r} "
+            f"('auto' is resolved from the heads' calibration.json before labelling)"
+        )
+    for image in images:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image is empty: {image.shape}")
+
+
+_Job = tuple[int, int, tuple[int, int, int, int]]  # (image index, scale, tile box)
+
+
+def _tile_batches(
+    images: Sequence[np.ndarray],
+    sem_w: Counter[int],
+    bnd_w: Counter[int],
+    share_features: bool,
+    tile_batch_size: int,
+) -> list[tuple[bool, bool, list[_Job]]]:
+    """(want_semantic, want_boundary, jobs) batches of at most ``tile_batch_size`` tiles."""
+    # Passes: (scale, want_semantic, want_boundary), batched by their pair of flags. Groups
+    # keep the order of their first scale; every image walks them in the same order.
+    if share_features:
+        passes = [(s, s in sem_w, s in bnd_w) for s in sorted(sem_w.keys() | bnd_w.keys())]
+    else:
+        passes = [(s, True, False) for s in sorted(sem_w)]
+        passes += [(s, False, True) for s in sorted(bnd_w)]
+    groups: dict[tuple[bool, bool], list[int]] = {}
+    for scale, want_sem, want_bnd in passes:
+        groups.setdefault((want_sem, want_bnd), []).append(scale)
+    batches: list[tuple[bool, bool, list[_Job]]] = []
+    for (want_sem, want_bnd), scales in groups.items():
+        jobs = [
+            (k, scale, box)
+            for k, image in enumerate(images)
+            for scale in scales
+            for box in tile_grid(image.shape[0], image.shape[1], scale)
+        ]
+        for start in range(0, len(jobs), tile_batch_size):
+            batches.append((want_sem, want_bnd, jobs[start : start + tile_batch_size]))
+    return batches
 
 
 def _mapped(fn, items: list, overlap: bool):

@@ -150,7 +150,7 @@ def load_predictor(
     ):
         raise SpinoError(
             f"load_predictor: the given backbone is {backbone.name} blocks {backbone.blocks}, "
-            f"but the config says {backbone_cfg.name} blocks {backbone_cfg.blocks}"
+            f"but the config says {backbone_cfg.name} blocks {list(backbone_cfg.blocks)}"
         )
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
     loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights

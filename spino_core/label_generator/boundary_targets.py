@@ -24,15 +24,15 @@ _INSTANCE_LABEL = np.zeros(256, dtype=bool)
 _INSTANCE_LABEL[[c.label_id for c in ALL_LABELS if c.is_thing and c.train_id != VOID]] = True
 
 
-def instance_ids(instance: np.ndarray, *, min_instance_id: int = MIN_INSTANCE_ID) -> np.ndarray:
+def instance_ids(instance: np.ndarray) -> np.ndarray:
     """(H, W) Cityscapes instance ids -> same shape, 0 where not an evaluated thing instance.
 
-    Kept: ids >= ``min_instance_id`` whose labelId (id // 1000) is a thing class with a
+    Kept: ids >= ``MIN_INSTANCE_ID`` whose labelId (id // 1000) is a thing class with a
     trainId; stuff, void, crowd and caravan / trailer ids become 0.
     """
     instance = np.asarray(instance)
     label = np.clip(instance // LABEL_OFFSET, 0, 255)
-    keep = (instance >= min_instance_id) & _INSTANCE_LABEL[label]
+    keep = (instance >= MIN_INSTANCE_ID) & _INSTANCE_LABEL[label]
     return np.where(keep, instance, 0)
 
 
@@ -45,7 +45,6 @@ def boundary_target(
     instance: np.ndarray,
     *,
     size: tuple[int, int] | None = None,
-    min_instance_id: int = MIN_INSTANCE_ID,
 ) -> np.ndarray:
     """(H, W) int instance ids -> (h, w) bool boundary mask.
 
@@ -56,7 +55,7 @@ def boundary_target(
     """
     if instance.ndim != 2:
         raise ValueError(f"expected an (H, W) instance map, got shape {instance.shape}")
-    ids = instance_ids(np.asarray(instance), min_instance_id=min_instance_id)
+    ids = instance_ids(np.asarray(instance))
     if size is not None:
         ids = resize_nearest(ids, size)
     _, compact = np.unique(ids, return_inverse=True)
@@ -64,13 +63,6 @@ def boundary_target(
     compact = compact.reshape(ids.shape).astype(np.float32)
     kernel = np.ones((3, 3), np.uint8)
     return cv2.dilate(compact, kernel) != cv2.erode(compact, kernel)
-
-
-def boundary_target_scaled(
-    instance: np.ndarray, input_size: tuple[int, int], scale: float
-) -> np.ndarray:
-    """Boundary mask at ``scale`` of the network input ``(H, W)`` (e.g. 0.25 -> H/4 x W/4)."""
-    return boundary_target(instance, size=scaled_size(input_size, scale))
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:

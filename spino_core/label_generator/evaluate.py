@@ -41,17 +41,16 @@ def predict_heads(
     image: np.ndarray,
     *,
     input_size: tuple[int, int] | None = None,
-    output_size: tuple[int, int] | None = None,
 ) -> HeadsPrediction:
     """Semantic probabilities and boundary probabilities of one (H, W, 3) uint8 RGB image.
 
     The heads run at ``input_size`` (default: the image size snapped to 14); their logits
-    are upsampled bilinearly to ``output_size`` (default: the image size).
+    are upsampled bilinearly to the image size.
     """
     size = snap_to_patch(*(input_size or image.shape[:2]))
     with torch.inference_mode():
         feats = features_of(backbone, heads, image, size)
-    return _predict(heads, feats, size, output_size or image.shape[:2])
+    return _predict(heads, feats, size, image.shape[:2])
 
 
 def _predict(
@@ -106,10 +105,14 @@ class BoundaryCurve:
         return [self.at(t) for t in THRESHOLDS]
 
 
+def best_row(curve: list[dict[str, float]]) -> dict[str, float]:
+    """The curve's row of highest F1 (the lowest threshold among equals)."""
+    return max(curve, key=lambda row: (row["f1"], -row["threshold"]))
+
+
 def best_threshold(curve: list[dict[str, float]]) -> float:
     """The threshold of highest F1 (the lowest one among equals)."""
-    best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
-    return float(best["threshold"])
+    return float(best_row(curve)["threshold"])
 
 
 def boundary_curve(

@@ -13,9 +13,11 @@ import numpy as np
 
 from spino_core.data.classes import train_palette
 from spino_core.data.sample import Sample
-from spino_core.label_generator.evaluate import predict_heads
+from spino_core.label_generator.evaluate import best_row, predict_heads
 from spino_core.models.backbone import DinoBackbone
 from spino_core.models.heads import LabelHeads
+
+_MAX_ROWS, _ROW_HEIGHT = 3, 192  # samples shown, pixel height of each row
 
 
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
@@ -30,13 +32,11 @@ def heads_preview(
     samples: list[Sample],
     *,
     input_size: tuple[int, int],
-    max_rows: int = 3,
-    row_height: int = 192,
 ) -> np.ndarray:
-    """(rows*row_height, 4*W', 3) uint8 RGB grid for the first ``max_rows`` samples."""
+    """(rows * _ROW_HEIGHT, 4 * W', 3) uint8 RGB grid for the first ``_MAX_ROWS`` samples."""
     palette = train_palette()
     rows = []
-    for s in samples[:max_rows]:
+    for s in samples[:_MAX_ROWS]:
         pred = predict_heads(backbone, heads, s.image, input_size=input_size)
         boundary = (np.clip(pred.boundary_probs, 0, 1) * 255).astype(np.uint8)
         panels = [
@@ -46,10 +46,10 @@ def heads_preview(
             _label(palette[s.semantic] if s.semantic is not None else s.image * 0, "ground truth"),
         ]
         row = np.concatenate(panels, axis=1)
-        scale = row_height / row.shape[0]
-        rows.append(cv2.resize(row, (round(row.shape[1] * scale), row_height)))
+        scale = _ROW_HEIGHT / row.shape[0]
+        rows.append(cv2.resize(row, (round(row.shape[1] * scale), _ROW_HEIGHT)))
     if not rows:
-        return np.zeros((row_height, row_height, 3), dtype=np.uint8)
+        return np.zeros((_ROW_HEIGHT, _ROW_HEIGHT, 3), dtype=np.uint8)
     width = min(r.shape[1] for r in rows)
     return np.concatenate([r[:, :width] for r in rows], axis=0)
 
@@ -69,7 +69,7 @@ def boundary_curve_png(curve: list[dict[str, float]], *, threshold: float | None
     if threshold is not None:
         ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:g}")
     if curve:
-        best = max(curve, key=lambda row: (row["f1"], -row["threshold"]))
+        best = best_row(curve)
         ax.plot([best["threshold"]], [best["f1"]], "o", label=f"best F1 at {best['threshold']:g}")
     ax.set(xlabel="boundary probability threshold", ylabel="val boundary pixels", ylim=(0, 1))
     ax.set_title("boundary head: precision / recall / F1 vs threshold")

@@ -47,8 +47,6 @@ from spino_core.models.heads import LabelHeads, pixel_centres
 from spino_core.models.losses import bootstrapped_cross_entropy, boundary_bce
 
 __all__ = ["HeadsResult", "check_labelled", "train_heads"]
-DEFAULT_SEMANTIC_POINTS = 2048
-DEFAULT_BOUNDARY_POINTS = 512
 
 
 @dataclass
@@ -96,17 +94,15 @@ def train_heads(
     progress: bool = True,
     backbone: DinoBackbone | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    semantic_points: int | None = DEFAULT_SEMANTIC_POINTS,
-    boundary_points: int | None = DEFAULT_BOUNDARY_POINTS,
     void_mask: np.ndarray | None = None,
 ) -> HeadsResult:
     """Train both heads on ``samples`` (the k labelled images), evaluate on ``val_samples``.
 
     ``backbone`` (optional) reuses an already built backbone; ``cache_dir`` is where
     ``heads.cache: disk`` keeps its memmaps (default: a temporary directory, removed after).
-    ``semantic_points`` / ``boundary_points``: random pixels per view at which each loss
-    is evaluated (``None`` = every pixel of the loss grid). The MLPs at every pixel of a
-    224x448 grid cost ~4 s per step on 2 CPU cores; a few thousand random pixel centres
+    ``heads.semantic_points`` / ``heads.boundary_points``: random pixels per view at which
+    each loss is evaluated (``None`` = every pixel of the loss grid). The MLPs at every pixel
+    of a 224x448 grid cost ~4 s per step on 2 CPU cores; a few thousand random pixel centres
     give the same expected loss at a fraction of that.
     ``void_mask``: the static camera mask ((h, w) bool, resized to each image): void in the
     semantic targets, so the semantic loss ignores it in every augmented view (the
@@ -115,7 +111,7 @@ def train_heads(
     check_labelled(samples)
     samples = mask_samples(samples, void_mask, where=f"{CAMERA_MASK_FILE} (heads)")
     device = resolve_device(heads_cfg.device)
-    run = _Run(heads_cfg, device, progress, semantic_points, boundary_points)
+    run = _Run(heads_cfg, device, progress)
     try:
         if cache_dir is None and heads_cfg.cache == "disk":
             with tempfile.TemporaryDirectory(prefix="spino-cache-") as tmp:
@@ -134,8 +130,6 @@ class _Run:
     cfg: HeadsConfig
     device: torch.device
     progress: bool
-    semantic_points: int | None
-    boundary_points: int | None
 
 
 def _train(
@@ -279,13 +273,13 @@ def _loss(
     """
     feats, sem, bnd = batch
     if name == "semantic":
-        index, sem_t = _sample_pixels(sem, run.semantic_points, gen)
+        index, sem_t = _sample_pixels(sem, run.cfg.semantic_points, gen)
         if index is None:
             logits = heads.semantic(feats, tuple(sem.shape[-2:]))  # (B, K, H, W)
         else:
             logits = heads.semantic.forward_points(feats, pixel_centres(index, sem.shape[-2:]))
         return bootstrapped_cross_entropy(logits, sem_t, ratio=run.cfg.bootstrap_ratio)
-    index, bnd_t = _sample_pixels(bnd, run.boundary_points, gen)
+    index, bnd_t = _sample_pixels(bnd, run.cfg.boundary_points, gen)
     if index is None:
         logits = heads.boundary(feats, tuple(bnd.shape[-2:]))  # (B, 1, hb, wb)
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
-from spino_core.config import BackboneConfig
+from spino_core.config import BackboneConfig, location_free
 from spino_core.data.classes import TRAIN_CLASS_NAMES
 from spino_core.errors import SpinoError
 from spino_core.models.backbone import DinoBackbone, backbone_fingerprint, check_fingerprint
@@ -24,7 +24,6 @@ from spino_core.models.heads import LabelHeads
 __all__ = ["FORMAT", "LoadedHeads", "TrainedHeads", "load_heads", "save_heads"]
 
 FORMAT = "spino-heads/1"
-_LOCATION_SECTIONS = ("paths", "mlflow")
 
 
 class TrainedHeads(Protocol):
@@ -51,9 +50,6 @@ class LoadedHeads:
     backbone_fingerprint: str
 
 
-_LOCATION_SECTIONS = ("paths", "mlflow")
-
-
 def save_heads(
     directory: str | os.PathLike[str], result: TrainedHeads, config: dict[str, Any]
 ) -> None:
@@ -61,11 +57,12 @@ def save_heads(
 
     Only tensors and plain Python values are stored, so :func:`load_heads` can read them
     with ``torch.load(weights_only=True)``. ``config`` is the resolved run config, stored
-    without its machine-specific sections (``paths``, ``mlflow``): the files' bytes are the
-    heads' identity (:func:`~spino_core.pseudo.guard.heads_checksum`), which must not change
-    when the project folder moves.
+    :func:`~spino_core.config.location_free` (without the sections saying where the project
+    lives): the files' bytes are the heads' identity
+    (:func:`~spino_core.pseudo.guard.heads_checksum`), which must not change when the project
+    folder moves. Stripped here, not by each caller, so that no caller can break it.
     """
-    config = {k: v for k, v in config.items() if k not in _LOCATION_SECTIONS}
+    config = location_free(config)
     heads = result.heads
     meta = {
         "format": FORMAT,
@@ -148,6 +145,8 @@ def _check_backbone(
     if isinstance(expected, str):
         return
     have = (
-        expected.fingerprint if isinstance(expected, DinoBackbone) else backbone_fingerprint(expected)
+        expected.fingerprint
+        if isinstance(expected, DinoBackbone)
+        else backbone_fingerprint(expected)
     )
     check_fingerprint(meta.get("backbone_fingerprint"), have, f"{directory} (heads)")

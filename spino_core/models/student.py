@@ -253,7 +253,7 @@ def create_student(
     if backbone is not None and (backbone.name, backbone.blocks) != wanted:
         raise ConfigError(
             f"create_student: the given backbone is {backbone.name} blocks {backbone.blocks}, "
-            f"but backbone config says {backbone_cfg.name} blocks {backbone_cfg.blocks}"
+            f"but backbone config says {backbone_cfg.name} blocks {list(backbone_cfg.blocks)}"
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(student_cfg.seed)

@@ -48,6 +48,11 @@ PER_CLASS_COLUMNS = ("category_id", "trainId", "name", "isthing", "pq", "sq", "r
 PER_CLASS_COLUMNS += ("tp", "fp", "fn", "iou")
 PER_IMAGE_COLUMNS = ("stem", "pq", "n_segments", "mean_confidence", "sq", "rq", "n_gt_segments")
 _OVERLAY_NAME = re.compile(r"^(best|median|worst|p\d\d)\.png$")
+_CAPTIONS = {
+    "per_class_pq": "PQ per class (things red, stuff blue, grey: absent)",
+    "segments_per_image": "Segments per image",
+    "confidence": "Mean confidence per image (manifest)",
+}
 
 
 def manifest_rows(manifest: Manifest | None) -> list[dict]:
@@ -222,75 +227,27 @@ def build_quality_report(
     confidence = {
         str(r["stem"]): r.get("mean_confidence") for r in rows if r.get("status", "ok") == "ok"
     }
-    notes = list(notes)
-    if ev.missing:
-        notes.append(
-            f"{len(ev.missing)} of {len(ev.gt.annotations)} ground-truth images have no "
-            "prediction; the metrics cover the predicted images only."
-        )
-    if ev.unmatched:
-        notes.append(f"{len(ev.unmatched)} predicted images have no ground truth (not scored).")
-
+    notes = [*notes, *_coverage_notes(ev)]
     metrics = dict(ev.metrics, images_missing=len(ev.missing))
     if manifest is not None:
         metrics["images_failed"] = len(failed)
     per_class = class_rows(metrics, ev.gt.categories)
-    per_image = _per_image_rows(ev.images, confidence)
-    paths: dict[str, Any] = {
-        "metrics_json": out / "metrics.json",
-        "per_class_csv": out / "per_class.csv",
-        "per_image_csv": out / "plots" / "per_image.csv",
-        "index_html": out / "index.html",
-    }
-    write_json_atomic(paths["metrics_json"], metrics)
-    write_text_atomic(paths["per_class_csv"], _csv(PER_CLASS_COLUMNS, per_class))
-    write_text_atomic(paths["per_image_csv"], _csv(PER_IMAGE_COLUMNS, per_image))
-
-    from spino_core.report import plots  # matplotlib: only when a report is drawn
-
-    plot_paths = {"per_class_pq": out / "per_class_pq.png"}
-    plots.plot_per_class_pq(per_class, plot_paths["per_class_pq"], title=f"{title}: PQ per class")
-    plot_paths["segments_per_image"] = out / "segments_per_image.png"
-    plots.plot_segments_per_image(
-        [r.n_segments for r in ev.images],
-        [r.n_gt_segments for r in ev.images],
-        plot_paths["segments_per_image"],
-    )
-    values = [float(v) for v in confidence.values() if v is not None and np.isfinite(v)]
-    skipped = []
-    if values:
-        plot_paths["confidence"] = out / "confidence.png"
-        plots.plot_confidence(values, plot_paths["confidence"])
-    else:  # without a manifest (student predictions) there is nothing to plot: no note
-        skipped.append("confidence.png")
-        if manifest is not None:
-            notes.append("Confidence histogram skipped: the manifest has no confidences.")
+    paths = _write_tables(out, metrics, per_class, _per_image_rows(ev.images, confidence))
+    plot_paths, skipped = _write_plots(out, title, per_class, ev, confidence, manifest, notes)
     paths["plots"] = plot_paths
 
     overlays = _write_overlays(ev, _loader(image_loader, rows), out, n_overlays, prediction_name)
     paths["overlays"] = [o["path"] for o in overlays]
-    comparisons = []
-    if comparison is not None:
-        comparisons = write_comparison_panels(comparison, out, _loader(comparison.image_paths, []))
-    remove_stale_panels(out, {c["path"] for c in comparisons})
+    comparisons = _write_comparisons(comparison, out)
     paths["comparisons"] = [c["path"] for c in comparisons]
     _remove_stale(out, set(paths["overlays"]), skipped)
 
-    coverage = [("evaluated", str(len(ev.images))), ("without prediction", str(len(ev.missing)))]
-    coverage.append(("prediction without ground truth", str(len(ev.unmatched))))
-    if manifest is not None:
-        coverage.append(("failed in the manifest", str(len(failed))))
-    captions = {
-        "per_class_pq": "PQ per class (things red, stuff blue, grey: absent)",
-        "segments_per_image": "Segments per image",
-        "confidence": "Mean confidence per image (manifest)",
-    }
     page = render_report_html(
         title=title,
         metrics=metrics,
         class_rows=per_class,
-        coverage=coverage,
-        plots=[(p.relative_to(out).as_posix(), captions[k]) for k, p in plot_paths.items()],
+        coverage=_coverage(ev, None if manifest is None else failed),
+        plots=[(p.relative_to(out).as_posix(), _CAPTIONS[k]) for k, p in plot_paths.items()],
         overlays=[(o["path"].relative_to(out).as_posix(), o["caption"]) for o in overlays],
         comparisons=[(c["path"].relative_to(out).as_posix(), c["caption"]) for c in comparisons],
         prediction_name=prediction_name,
@@ -315,3 +272,82 @@ def build_quality_report(
         "notes": notes,
         "paths": paths,
     }
+
+
+def _coverage_notes(ev: Evaluation) -> list[str]:
+    """Warnings about images scored on one side only (the metrics leave them out)."""
+    notes = []
+    if ev.missing:
+        notes.append(
+            f"{len(ev.missing)} of {len(ev.gt.annotations)} ground-truth images have no "
+            "prediction; the metrics cover the predicted images only."
+        )
+    if ev.unmatched:
+        notes.append(f"{len(ev.unmatched)} predicted images have no ground truth (not scored).")
+    return notes
+
+
+def _coverage(ev: Evaluation, failed: list[dict] | None) -> list[tuple[str, str]]:
+    """(what, count) rows of the page; ``failed`` None: no manifest, no such row."""
+    coverage = [("evaluated", str(len(ev.images))), ("without prediction", str(len(ev.missing)))]
+    coverage.append(("prediction without ground truth", str(len(ev.unmatched))))
+    if failed is not None:
+        coverage.append(("failed in the manifest", str(len(failed))))
+    return coverage
+
+
+def _write_comparisons(comparison: ComparisonSet | None, out: Path) -> list[dict]:
+    """The training-image panels (none without ``comparison``); older panels removed."""
+    comparisons = []
+    if comparison is not None:
+        comparisons = write_comparison_panels(comparison, out, _loader(comparison.image_paths, []))
+    remove_stale_panels(out, {c["path"] for c in comparisons})
+    return comparisons
+
+
+def _write_tables(
+    out: Path, metrics: dict[str, Any], per_class: list[dict], per_image: list[dict]
+) -> dict[str, Any]:
+    """metrics.json, per_class.csv and plots/per_image.csv; returns the report's paths."""
+    paths: dict[str, Any] = {
+        "metrics_json": out / "metrics.json",
+        "per_class_csv": out / "per_class.csv",
+        "per_image_csv": out / "plots" / "per_image.csv",
+        "index_html": out / "index.html",
+    }
+    write_json_atomic(paths["metrics_json"], metrics)
+    write_text_atomic(paths["per_class_csv"], _csv(PER_CLASS_COLUMNS, per_class))
+    write_text_atomic(paths["per_image_csv"], _csv(PER_IMAGE_COLUMNS, per_image))
+    return paths
+
+
+def _write_plots(
+    out: Path,
+    title: str,
+    per_class: list[dict],
+    ev: Evaluation,
+    confidence: Mapping[str, Any],
+    manifest: Manifest | None,
+    notes: list[str],
+) -> tuple[dict[str, Path], list[str]]:
+    """The PNG plots: ({name: path} drawn, file names not drawn); a note when it matters."""
+    from spino_core.report import plots  # matplotlib: only when a report is drawn
+
+    plot_paths = {"per_class_pq": out / "per_class_pq.png"}
+    plots.plot_per_class_pq(per_class, plot_paths["per_class_pq"], title=f"{title}: PQ per class")
+    plot_paths["segments_per_image"] = out / "segments_per_image.png"
+    plots.plot_segments_per_image(
+        [r.n_segments for r in ev.images],
+        [r.n_gt_segments for r in ev.images],
+        plot_paths["segments_per_image"],
+    )
+    values = [float(v) for v in confidence.values() if v is not None and np.isfinite(v)]
+    skipped = []
+    if values:
+        plot_paths["confidence"] = out / "confidence.png"
+        plots.plot_confidence(values, plot_paths["confidence"])
+    else:  # without a manifest (student predictions) there is nothing to plot: no note
+        skipped.append("confidence.png")
+        if manifest is not None:
+            notes.append("Confidence histogram skipped: the manifest has no confidences.")
+    return plot_paths, skipped

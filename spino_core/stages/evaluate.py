@@ -30,13 +30,13 @@ from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
+from spino_core.models.student_io import load_student
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report.panels import ComparisonSet, spread_picks
 from spino_core.stages.outputs import write_panoptic_metrics
 from spino_core.stages.report import report_against_ground_truth
 from spino_core.student.predict import predict_folder, remove_stale_siblings, swap_into_place
-from spino_core.student.train import load_student
 
 #: Pseudo-labelled training images drawn in the student report.
 N_TRAINING_PANELS = 3

@@ -44,8 +44,6 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
         cfg.backbone,
         cfg.heads,
         backbone=backbone,
-        semantic_points=cfg.heads.semantic_points,
-        boundary_points=cfg.heads.boundary_points,
         void_mask=mask,
     )
     save_heads(heads_dir, result, cfg.to_dict())

@@ -14,8 +14,9 @@ from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.reproducible import without_timings
 from spino_core.stages.outputs import write_history_csv
+from spino_core.student.checkpoint import CHECKPOINT, CKPT_FORMAT
 from spino_core.student.data import open_pseudo_set
-from spino_core.student.train import CHECKPOINT, CKPT_FORMAT, train_student
+from spino_core.student.train import train_student
 
 
 def discard_finished_checkpoint(student_dir: str | Path) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,19 +77,13 @@ class MixedBatchSampler:
         if batch_size < 1:
             raise ValueError(f"MixedBatchSampler: batch_size must be >= 1, got {batch_size}")
         self.n_pseudo, self.n_gt, self.batch_size = n_pseudo, n_gt, batch_size
-        self.mixed, self.seed, self.epoch = mixed, seed, 0
+        self.mixed, self.seed = mixed, seed
         self.per_batch = batch_size - 1 if mixed else batch_size  # pseudo indices per batch
         self._cache: tuple[int, list[list[int]]] | None = None
 
     def __len__(self) -> int:
         """Batches per epoch."""
         return math.ceil(self.n_pseudo / self.per_batch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.epoch_batches(self.epoch))
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """All batches of ``epoch``: a function of (seed, epoch) only."""

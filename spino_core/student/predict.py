@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from spino_core.atomic import remove_stale_temps
+from spino_core.atomic import remove_stale_temps, replace_folder
 from spino_core.config import StudentConfig
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.classes import THING_TRAIN_IDS
@@ -42,14 +42,13 @@ from spino_core.data.coco_panoptic import (
     write_panoptic_json,
     write_panoptic_png,
 )
-from spino_core.data.folder_swap import replace_folder
 from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
+from spino_core.models.student_io import load_student, read_student_config
 from spino_core.student.postprocess import panoptic_inference
-from spino_core.student.train import load_student, read_student_config
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 PANOPTIC_JSON, PANOPTIC_DIR = "panoptic.json", "panoptic"
@@ -239,5 +238,6 @@ def _check_replaceable(out: Path) -> None:
 
 
 def swap_into_place(new: Path, out: Path) -> None:
-    """Rename ``new`` to ``out``; an existing ``out`` is renamed away first, then deleted."""
-    replace_folder(new, out, trash_prefix=f".{out.name}.old-")  # remove_stale_siblings
+    """Rename ``new`` to ``out``; an existing ``out`` goes through a hidden ``.<out>.old-*``
+    sibling (which :func:`remove_stale_siblings` clears if a run is killed there)."""
+    replace_folder(new, out, trash_prefix=f".{out.name}.old-")

@@ -12,20 +12,17 @@ instance indices), from which :func:`make_targets` builds what the three heads l
 This follows detectron2's ``PanopticDeepLabTargetGenerator``: the center loss ignores void
 and crowd pixels, the offset loss sees only thing instance pixels.
 
-Resolution: ``StudentConfig.center_sigma`` and ``small_instance_px`` are given in pixels of
-the labels as read (full resolution). The student trains at reduced resolution, so
-``make_targets(..., size=(h, w))`` resizes the labels (nearest) and builds the targets in
-that grid: sigma scales with the resize factor and areas are compared in full-resolution
-pixels, so the heatmap covers the same part of the object and the same instances count as
-small at any training scale. Offsets are in pixels of the target grid, as the network
-predicts them.
+Resolution: targets are built in the grid of the labels given (the training view); sigma
+and the small-instance area are in pixels of that grid, scaled there by the caller
+(:class:`~spino_core.student.data.StudentDataset`). Offsets are in pixels of the target
+grid, as the network predicts them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +30,6 @@ import numpy as np
 from spino_core.data.classes import THING_TRAIN_IDS, VOID, label_to_train_lut
 from spino_core.data.coco_panoptic import segment_index_map
 from spino_core.data.convert import sample_to_panoptic
-from spino_core.data.resize import resize_nearest
 
 __all__ = [
     "PanopticLabel",
@@ -63,8 +59,7 @@ class PanopticLabel:
 class StudentTargets:
     """Targets of one image, all at the same (H, W) grid.
 
-    ``as_dict()`` gives plain arrays for ``torch.utils.data.default_collate``; cast
-    ``semantic`` to int64 for ``cross_entropy``.
+    Cast ``semantic`` to int64 for ``cross_entropy``.
     """
 
     semantic: np.ndarray  # (H, W) uint8 trainIds, 255 = void
@@ -74,9 +69,6 @@ class StudentTargets:
     center_weight: np.ndarray  # (H, W) float32, 0 on void (and crowd), 1 elsewhere
     offset_weight: np.ndarray  # (H, W) float32, 1 on thing instance pixels, 0 elsewhere
     centers: np.ndarray  # (K, 2) float32 (y, x) centers of mass, in instance-index order
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- label sources
@@ -180,10 +172,8 @@ def make_targets(
     sigma: float,
     small_instance_px: int,
     small_instance_weight: float,
-    ignore_crowd: bool = True,
-    size: tuple[int, int] | None = None,
 ) -> StudentTargets:
-    """Build the student's targets from one panoptic label.
+    """Build the student's targets from one panoptic label, at the label's (H, W).
 
     Args:
         semantic: (H, W) uint8 trainIds, 255 = void.
@@ -192,21 +182,18 @@ def make_targets(
             result's ``centers`` is the k-th smallest id present.
         thing_ids: trainIds that have instances; thing pixels without an instance are
             crowd.
-        sigma: Gaussian sigma of the center heatmap, in pixels of the input labels.
-        small_instance_px: instances with fewer pixels (at input resolution) are small.
+        sigma: Gaussian sigma of the center heatmap, in pixels of the labels.
+        small_instance_px: instances with fewer pixels are small.
         small_instance_weight: semantic loss weight of small instances' pixels (others 1),
             so that distant people are not drowned out by the road.
-        ignore_crowd: crowd pixels get center weight 0 (the heatmap is not told "no center
-            here" on a group of cars). With False they get weight 1. Crowd keeps its class
-            in the semantic target either way, and never has offsets.
-        size: (h, w) grid of the targets; labels are resized nearest, ``sigma`` scales by
-            ``sqrt(h / H * w / W)`` and areas are measured in input pixels. None = (H, W).
 
     Returns:
-        :class:`StudentTargets` at (h, w). The heatmap is
+        :class:`StudentTargets`. The heatmap is
         ``max_k exp(-((y - cy_k)² + (x - cx_k)²) / (2 s²))`` with (cy_k, cx_k) the instance's
         center of mass rounded to the nearest pixel (so the peak is exactly 1, as in
         Panoptic-DeepLab), truncated at 3 s. Offsets point to the unrounded center of mass.
+        Crowd pixels get center weight 0 (the heatmap is not told "no center here" on a
+        group of cars); crowd keeps its class in the semantic target and never has offsets.
     """
     semantic = np.asarray(semantic)
     instance = np.asarray(instance)
@@ -218,57 +205,33 @@ def make_targets(
         raise ValueError("instance ids must be non-negative (0 = no instance)")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    area_scale = 1.0
-    if size is not None:
-        h, w = size
-        if h < 1 or w < 1:
-            raise ValueError(f"size must be positive, got {size}")
-        area_scale = (h / semantic.shape[0]) * (w / semantic.shape[1])
-        semantic = resize_nearest(semantic, (h, w))
-        instance = resize_nearest(instance, (h, w))
-        sigma = sigma * math.sqrt(area_scale)
     height, width = semantic.shape
     semantic = semantic.astype(np.uint8, copy=False)
-    inst = instance.astype(np.int64, copy=False).ravel()
-    if inst.size and inst.max() > _MAX_DIRECT_ID:  # keep the bincounts small
-        _, inst = np.unique(inst, return_inverse=True)  # order kept, 0 stays 0 (the minimum)
-        inst = inst.ravel() + int(instance.min() > 0)
-
-    # Per-instance areas and centers of mass: three bincounts, no per-instance mask.
-    rows = np.repeat(np.arange(height, dtype=np.float64), width)
-    cols = np.tile(np.arange(width, dtype=np.float64), height)
-    counts = np.bincount(inst, minlength=1)
-    sum_y = np.bincount(inst, weights=rows, minlength=1)
-    sum_x = np.bincount(inst, weights=cols, minlength=1)
-    present = np.flatnonzero(counts)
-    present = present[present > 0]
-    cy = sum_y[present] / counts[present]
-    cx = sum_x[present] / counts[present]
+    inst = _compact_ids(instance)
+    stats = _InstanceStats.of(inst, height, width)
 
     on_instance = inst > 0
-    cy_lut = np.zeros(counts.size, dtype=np.float64)
-    cx_lut = np.zeros(counts.size, dtype=np.float64)
-    cy_lut[present], cx_lut[present] = cy, cx
+    cy_lut = np.zeros(stats.counts.size, dtype=np.float64)
+    cx_lut = np.zeros(stats.counts.size, dtype=np.float64)
+    cy_lut[stats.present], cx_lut[stats.present] = stats.cy, stats.cx
     offset = np.zeros((2, height * width), dtype=np.float32)
-    offset[0, on_instance] = cy_lut[inst[on_instance]] - rows[on_instance]
-    offset[1, on_instance] = cx_lut[inst[on_instance]] - cols[on_instance]
+    offset[0, on_instance] = cy_lut[inst[on_instance]] - stats.rows[on_instance]
+    offset[1, on_instance] = cx_lut[inst[on_instance]] - stats.cols[on_instance]
 
-    small_lut = np.ones(counts.size, dtype=np.float32)
-    small = present[counts[present] < small_instance_px * area_scale]
+    small_lut = np.ones(stats.counts.size, dtype=np.float32)
+    small = stats.present[stats.counts[stats.present] < small_instance_px]
     small_lut[small] = small_instance_weight
     small_lut[0] = 1.0
     semantic_weight = small_lut[inst].reshape(height, width)
 
     center = np.zeros((height, width), dtype=np.float32)
-    for y, x in zip(cy, cx, strict=True):
+    for y, x in zip(stats.cy, stats.cx, strict=True):
         _draw_gaussian(center, math.floor(y + 0.5), math.floor(x + 0.5), sigma)
 
     is_thing = np.zeros(256, dtype=bool)
     is_thing[list(thing_ids)] = True
-    center_weight = semantic != VOID
-    if ignore_crowd:
-        crowd = is_thing[semantic] & (instance == 0)
-        center_weight &= ~crowd
+    crowd = is_thing[semantic] & (instance == 0)
+    center_weight = (semantic != VOID) & ~crowd
     return StudentTargets(
         semantic=semantic,
         center=center,
@@ -276,8 +239,42 @@ def make_targets(
         semantic_weight=semantic_weight,
         center_weight=center_weight.astype(np.float32),
         offset_weight=on_instance.reshape(height, width).astype(np.float32),
-        centers=np.stack([cy, cx], axis=1).astype(np.float32).reshape(-1, 2),
+        centers=np.stack([stats.cy, stats.cx], axis=1).astype(np.float32).reshape(-1, 2),
     )
+
+
+def _compact_ids(instance: np.ndarray) -> np.ndarray:
+    """(H, W) instance ids -> flat int64 ids small enough for bincounts, order and 0 kept."""
+    inst = instance.astype(np.int64, copy=False).ravel()
+    if inst.size and inst.max() > _MAX_DIRECT_ID:  # keep the bincounts small
+        _, inst = np.unique(inst, return_inverse=True)  # order kept, 0 stays 0 (the minimum)
+        inst = inst.ravel() + int(instance.min() > 0)
+    return inst
+
+
+@dataclass(frozen=True)
+class _InstanceStats:
+    """Per-instance areas and centers of mass: three bincounts, no per-instance mask."""
+
+    rows: np.ndarray  # (H * W,) float64 row of each flat pixel
+    cols: np.ndarray  # (H * W,) float64 column of each flat pixel
+    counts: np.ndarray  # (n,) pixels per id (id 0 included)
+    present: np.ndarray  # ids > 0 with at least one pixel, increasing
+    cy: np.ndarray  # (K,) float64 center of mass of each present id
+    cx: np.ndarray
+
+    @classmethod
+    def of(cls, inst: np.ndarray, height: int, width: int) -> _InstanceStats:
+        rows = np.repeat(np.arange(height, dtype=np.float64), width)
+        cols = np.tile(np.arange(width, dtype=np.float64), height)
+        counts = np.bincount(inst, minlength=1)
+        sum_y = np.bincount(inst, weights=rows, minlength=1)
+        sum_x = np.bincount(inst, weights=cols, minlength=1)
+        present = np.flatnonzero(counts)
+        present = present[present > 0]
+        cy = sum_y[present] / counts[present]
+        cx = sum_x[present] / counts[present]
+        return cls(rows, cols, counts, present, cy, cx)
 
 
 def _draw_gaussian(heatmap: np.ndarray, y: int, x: int, sigma: float) -> None:

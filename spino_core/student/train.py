@@ -5,7 +5,8 @@ Outputs in ``out_dir``:
 - ``checkpoint.pt``: trainable weights, optimizer, scheduler, step, RNG states, loss history
   and the run's fingerprint, written atomically every ``student.checkpoint_every`` steps;
 - ``model.pt`` (trainable weights + metadata) and ``config.json`` (backbone, classes,
-  student config) when training ends: :func:`load_student` rebuilds the model from them.
+  student config) when training ends (:mod:`spino_core.models.student_io`, whose
+  ``load_student`` rebuilds the model from them).
 
 A rerun with ``resume=True`` continues from ``checkpoint.pt`` at its step; since every
 random draw is a function of ``(seed, step)`` and all states are restored, it ends with the
@@ -31,10 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,22 +45,27 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from spino_core.atomic import atomic_path, write_json_atomic
-from spino_core.checkpoints import read_checkpoint, write_checkpoint
-from spino_core.config import BackboneConfig, StudentConfig
+from spino_core.config import BackboneConfig, StudentConfig, as_plain_dict
 from spino_core.data.camera_mask import mask_digest
-from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASS_NAMES
 from spino_core.data.sample import Sample
 from spino_core.devices import resolve_device
-from spino_core.errors import ConfigError, SpinoError
-from spino_core.models.backbone import DinoBackbone, check_fingerprint, snap_to_patch
+from spino_core.errors import SpinoError
+from spino_core.models.backbone import DinoBackbone, snap_to_patch
 from spino_core.models.student import StudentModel, create_student
-from spino_core.reproducible import without_timings
+from spino_core.models.student_io import save_student
+from spino_core.student.checkpoint import (
+    CHECKPOINT,
+    CKPT_FORMAT,
+    load_resumable,
+    rng_state,
+    save_on_rank0,
+    set_rng_state,
+)
 from spino_core.student.data import MixedBatchSampler, PseudoSet, StepBatches, StudentDataset
 from spino_core.student.losses import student_loss
 
-CHECKPOINT, MODEL, CONFIG = "checkpoint.pt", "model.pt", "config.json"
-CKPT_FORMAT, MODEL_FORMAT = "spino-student-ckpt/1", "spino-student/1"
+__all__ = ["StudentResult", "make_optimizer", "run_fingerprint", "train_student"]
+
 # Settings that do not change the trained weights: free to differ on resume.
 _NOT_HYPER = (
     "device",
@@ -137,9 +141,9 @@ def run_fingerprint(
     ``backbone_weights`` is the backbone's weights fingerprint (what it is, not where it
     was read from).
     """
-    student = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_HYPER}
+    student = {k: v for k, v in as_plain_dict(cfg).items() if k not in _NOT_HYPER}
     return {
-        "backbone": {**dataclasses.asdict(backbone_cfg), "weights": backbone_weights},
+        "backbone": {**as_plain_dict(backbone_cfg), "weights": backbone_weights},
         "student": student,
         "data": {
             "n_pseudo": len(pseudo),
@@ -150,57 +154,6 @@ def run_fingerprint(
         | ({} if pseudo.void_mask is None else {"camera_mask": mask_digest(pseudo.void_mask)}),
         "world_size": world,
     }
-
-
-def _changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted ``key: old -> new`` lines between two fingerprints."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [c for k in keys for c in _changes(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
-def _rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors and plain values (``weights_only``-loadable)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-
-
-def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint to resume from; None when a *finished* run with other settings left it.
-
-    A finished run's files are the output of that run: a new run with other settings
-    replaces them (as ``dvc repro`` does). An unfinished one with other settings is refused:
-    resuming it would mix two runs, and starting over would throw away its work unasked.
-    """
-    ckpt = read_checkpoint(
-        path, fmt=CKPT_FORMAT, what="student checkpoint", fix="delete it to start over"
-    )
-    changed = _changes(ckpt["fingerprint"], fingerprint)
-    finished = int(ckpt["step"]) >= int(ckpt["fingerprint"]["student"]["steps"])
-    if changed and finished:
-        return None
-    if changed:
-        raise SpinoError(
-            f"{path}: cannot resume the unfinished run, it changed: {'; '.join(changed)}; "
-            f"restore those settings, or delete the checkpoint (or resume=False) to start over"
-        )
-    return ckpt
 
 
 def make_optimizer(
@@ -263,11 +216,58 @@ def _train(
     out: Path,
     run: _Run,
 ) -> StudentResult:
-    ddp, device = run.ddp, run.device
+    """Build, resume, optimise, save: the steps in the order their random draws need."""
     if cfg.mixed_batches and not gt:
         raise SpinoError("train_student: student.mixed_batches needs the k labelled images")
     size = snap_to_patch(cfg.input_height, cfg.input_width)
-    model = create_student(backbone_cfg, cfg, backbone=run.backbone).to(device)
+    model = create_student(backbone_cfg, cfg, backbone=run.backbone).to(run.device)
+    batches = _step_batches(pseudo, gt, size, cfg, run.ddp)
+    opt, sched = make_optimizer(model.heads, cfg)
+    fingerprint = run_fingerprint(
+        backbone_cfg, cfg, pseudo, gt, run.ddp.world, backbone_weights=model.backbone.fingerprint
+    )
+    fit = _Fit(model, model.heads, opt, sched, size, out / CHECKPOINT, fingerprint)
+    start, history = _resume(fit, run.resume)
+    fit = dataclasses.replace(fit, heads=_parallel(model, run))  # after the restore, as DDP wants
+    end = cfg.steps if run.stop_after is None else min(cfg.steps, start + run.stop_after)
+    t0 = time.perf_counter()
+    _optimise(fit, batches, start, end, history, cfg, run)
+    metrics = {
+        "train_seconds": time.perf_counter() - t0,
+        "steps": len(history["loss"]),
+        "resumed_from_step": start,
+        "final_loss": float(np.mean(history["loss"][-10:])) if history["loss"] else math.nan,
+        "n_pseudo": len(pseudo),
+        "n_gt": len(gt),
+        "world_size": run.ddp.world,
+        "device": str(run.device),
+    }
+    completed = len(history["loss"]) >= cfg.steps
+    model.eval()
+    if completed and run.ddp.rank == 0:
+        save_student(out, model, backbone_cfg, cfg, metrics)
+    if run.ddp.world > 1:
+        dist.barrier()
+    return StudentResult(model, history, metrics, completed)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The moving parts of one training run, built once and used by every step."""
+
+    model: StudentModel
+    heads: torch.nn.Module  # model.heads, wrapped in DistributedDataParallel under DDP
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    size: tuple[int, int]  # (H, W) network input
+    ckpt_path: Path
+    fingerprint: dict[str, Any]
+
+
+def _step_batches(
+    pseudo: PseudoSet, gt: Sequence[Sample], size: tuple[int, int], cfg: StudentConfig, ddp: _Dist
+) -> StepBatches:
+    """Step -> this rank's mixed batch (``per_step``: the sampler makes global batches)."""
     dataset = StudentDataset(pseudo, gt, size, cfg)
     per_step = cfg.mixed_batches_scope == "per_step"
     sampler = MixedBatchSampler(
@@ -277,163 +277,106 @@ def _train(
         mixed=cfg.mixed_batches,
         seed=cfg.seed,
     )
-    opt, sched = make_optimizer(model.heads, cfg)
-    fingerprint = run_fingerprint(
-        backbone_cfg, cfg, pseudo, gt, ddp.world, backbone_weights=model.backbone.fingerprint
+    return StepBatches(
+        dataset, sampler, rank=ddp.rank, world=ddp.world, scope=cfg.mixed_batches_scope
     )
-    history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS}
-    start = 0
-    ckpt_path = out / CHECKPOINT
-    ckpt = _load_checkpoint(ckpt_path, fingerprint) if run.resume and ckpt_path.is_file() else None
-    if ckpt is not None:
-        model.heads.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        start, history = int(ckpt["step"]), {k: list(ckpt["history"][k]) for k in _HISTORY_KEYS}
-    heads = model.heads
-    if ddp.world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        heads = torch.nn.parallel.DistributedDataParallel(model.heads, device_ids=ids)
-    end = cfg.steps if run.stop_after is None else min(cfg.steps, start + run.stop_after)
+
+
+def _parallel(model: StudentModel, run: _Run) -> torch.nn.Module:
+    """The heads as trained: a DDP replica under torchrun, else the module itself."""
+    if run.ddp.world <= 1:
+        return model.heads
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model.heads, device_ids=ids)
+
+
+def _resume(fit: _Fit, resume: bool) -> tuple[int, dict[str, list[float]]]:
+    """(first step, loss history so far): restored from the checkpoint when resuming one.
+
+    Weights, optimiser, schedule and the global RNG states come back as they were saved.
+    """
+    ckpt = None
+    if resume and fit.ckpt_path.is_file():
+        ckpt = load_resumable(fit.ckpt_path, fit.fingerprint)
+    if ckpt is None:
+        return 0, {k: [] for k in _HISTORY_KEYS}
+    fit.model.heads.load_state_dict(ckpt["model"])
+    fit.opt.load_state_dict(ckpt["optimizer"])
+    fit.sched.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["step"]), {k: list(ckpt["history"][k]) for k in _HISTORY_KEYS}
+
+
+def _optimise(
+    fit: _Fit,
+    batches: StepBatches,
+    start: int,
+    end: int,
+    history: dict[str, list[float]],
+    cfg: StudentConfig,
+    run: _Run,
+) -> None:
+    """Steps ``start .. end - 1``, appending to ``history``; checkpoints as configured."""
     loader = torch.utils.data.DataLoader(
-        StepBatches(
-            dataset, sampler, rank=ddp.rank, world=ddp.world, scope=cfg.mixed_batches_scope
-        ),
+        batches,
         batch_size=None,
         sampler=range(start, end),
         num_workers=run.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=run.device.type == "cuda",
     )
-    t0 = time.perf_counter()
-    heads.train()
+    fit.heads.train()
     bar = tqdm(
         total=cfg.steps,
         initial=start,
         desc="train student",
-        disable=not run.progress or ddp.rank != 0,
+        disable=not run.progress or run.ddp.rank != 0,
     )
     for step, batch in enumerate(loader, start=start):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        outputs = heads(model.features(batch["image"]), size)
-        loss = student_loss(outputs, batch, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.total.backward()
-        opt.step()
-        history["lr"].append(sched.get_last_lr()[0])
-        sched.step()
-        values = torch.stack([x.detach() for x in loss])
-        if ddp.world > 1:
-            dist.all_reduce(values)
-            values /= ddp.world
-        for key, value in zip(_HISTORY_KEYS, values.tolist(), strict=False):
-            history[key].append(value)
+        _step(fit, batch, history, cfg, run)
         if not math.isfinite(history["loss"][-1]):
             raise SpinoError(f"train_student: loss diverged at step {step}; lower student.lr")
         bar.update(1)
         bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done in (end, cfg.steps):
-            state = {
-                "format": CKPT_FORMAT,
-                "step": done,
-                "model": model.trainable_state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-                "fingerprint": fingerprint,
-            }
-            _save_on_rank0(ckpt_path, state, ddp)
+            _save_checkpoint(fit, done, history, run.ddp)
     bar.close()
-    completed = len(history["loss"]) >= cfg.steps
-    metrics = {
-        "train_seconds": time.perf_counter() - t0,
-        "steps": len(history["loss"]),
-        "resumed_from_step": start,
-        "final_loss": float(np.mean(history["loss"][-10:])) if history["loss"] else math.nan,
-        "n_pseudo": len(pseudo),
-        "n_gt": len(gt),
-        "world_size": ddp.world,
-        "device": str(device),
-    }
-    model.eval()
-    if completed and ddp.rank == 0:
-        save_student(out, model, backbone_cfg, cfg, metrics)
-    if ddp.world > 1:
-        dist.barrier()
-    return StudentResult(model, history, metrics, completed)
 
 
-def _save_on_rank0(path: Path, state: dict[str, Any], ddp: _Dist) -> None:
-    if ddp.rank == 0:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-    if ddp.world > 1:
-        dist.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
-
-
-# --------------------------------------------------------------------------- model files
-
-
-def save_student(
-    directory: str | os.PathLike[str],
-    model: StudentModel,
-    backbone_cfg: BackboneConfig,
+def _step(
+    fit: _Fit,
+    batch: dict[str, torch.Tensor],
+    history: dict[str, list[float]],
     cfg: StudentConfig,
-    metrics: dict[str, Any] | None = None,
+    run: _Run,
 ) -> None:
-    """Write ``model.pt`` (trainable weights) then ``config.json``, each atomically."""
-    directory = Path(directory)
-    meta = {
-        "format": MODEL_FORMAT,
-        "backbone": dataclasses.asdict(backbone_cfg),
-        "backbone_fingerprint": model.backbone.fingerprint,
-        "classes": TRAIN_CLASS_NAMES,
-        "thing_train_ids": list(THING_TRAIN_IDS),
-        "input_size": list(model.input_size),
-        "student": dataclasses.asdict(cfg),
+    """One optimisation step; its losses (averaged over ranks) and lr go to ``history``."""
+    batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+    outputs = fit.heads(fit.model.features(batch["image"]), fit.size)
+    loss = student_loss(outputs, batch, cfg)
+    fit.opt.zero_grad(set_to_none=True)
+    loss.total.backward()
+    fit.opt.step()
+    history["lr"].append(fit.sched.get_last_lr()[0])
+    fit.sched.step()
+    values = torch.stack([x.detach() for x in loss])
+    if run.ddp.world > 1:
+        dist.all_reduce(values)
+        values /= run.ddp.world
+    for key, value in zip(_HISTORY_KEYS, values.tolist(), strict=False):
+        history[key].append(value)
+
+
+def _save_checkpoint(fit: _Fit, done: int, history: dict[str, list[float]], ddp: _Dist) -> None:
+    """``checkpoint.pt`` after ``done`` steps: everything a resumed run needs."""
+    state = {
+        "format": CKPT_FORMAT,
+        "step": done,
+        "model": fit.model.trainable_state_dict(),
+        "optimizer": fit.opt.state_dict(),
+        "scheduler": fit.sched.state_dict(),
+        "rng": rng_state(),
+        "history": history,
+        "fingerprint": fit.fingerprint,
     }
-    write_checkpoint(directory / MODEL, {**meta, "state_dict": model.trainable_state_dict()})
-    write_json_atomic(directory / CONFIG, {**meta, "metrics": without_timings(metrics or {})})
-
-
-def read_student_config(directory: str | os.PathLike[str]) -> tuple[BackboneConfig, StudentConfig]:
-    """The backbone and student configs a saved student was trained with."""
-    path = Path(directory) / CONFIG
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpinoError(f"{path}: cannot read ({type(exc).__name__}); train the student") from None
-    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
-        raise SpinoError(f"{path}: not a student config ({MODEL_FORMAT}); retrain the student")
-    if doc.get("classes") != TRAIN_CLASS_NAMES:
-        raise SpinoError(f"{path}: trained for another class table; retrain the student")
-    try:
-        return BackboneConfig(**doc["backbone"]), StudentConfig(**doc["student"])
-    except (TypeError, ConfigError) as exc:
-        raise SpinoError(f"{path}: invalid config ({exc}); retrain the student") from None
-
-
-def load_student(
-    directory: str | os.PathLike[str],
-    device: str | torch.device = "cpu",
-    *,
-    backbone: DinoBackbone | None = None,
-) -> StudentModel:
-    """Rebuild a saved student (eval mode) on ``device``; weights read with weights_only."""
-    directory = Path(directory)
-    backbone_cfg, cfg = read_student_config(directory)
-    path = directory / MODEL
-    payload = read_checkpoint(
-        path, fmt=MODEL_FORMAT, what="student model", fix="retrain the student"
-    )
-    model = create_student(backbone_cfg, cfg, backbone=backbone)
-    check_fingerprint(payload.get("backbone_fingerprint"), model.backbone.fingerprint, str(path))
-    try:
-        model.heads.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0][:200]
-        raise SpinoError(f"{path}: weights do not fit {CONFIG} ({first}); retrain") from None
-    device = resolve_device(device) if isinstance(device, str) else device
-    return model.to(device).eval()
+    save_on_rank0(fit.ckpt_path, state, ddp.rank, ddp.world)

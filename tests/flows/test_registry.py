@@ -20,7 +20,7 @@ def _students(tmp_path: Path, n: int) -> list[Path]:
     import torch
 
     from spino_core.models.student import create_student
-    from spino_core.student.train import save_student
+    from spino_core.models.student_io import save_student
 
     dirs = []
     for i in range(n):
@@ -56,8 +56,8 @@ def test_registered_student_loads_as_pyfunc_and_champion_moves_only_up(tmp_path:
 
     from flows.cli import main
     from flows.registry import ALIAS, MODEL_NAME
+    from spino_core.models.student_io import load_student
     from spino_core.student.predict import predict_student
-    from spino_core.student.train import load_student
 
     students = _students(tmp_path, 3)
     student_dir = students[2]

@@ -19,7 +19,7 @@ def test_repo_params_load_and_resolve_paths() -> None:
 def test_overrides_parse_yaml_values() -> None:
     cfg = config_from_dict({}, ["split.k=3", "backbone.blocks=[-4, -1]", "split.strategy=coverage"])
     assert cfg.split.k == 3
-    assert cfg.backbone.blocks == [-4, -1]
+    assert cfg.backbone.blocks == (-4, -1)
     assert cfg.split.strategy == "coverage"
 
 
@@ -90,8 +90,8 @@ def test_cityscapes_params_are_the_paper_configuration() -> None:
     cfg = load_config(REPO / "params.cityscapes.yaml")
     assert cfg.backbone.name == "vit_base_patch14_dinov2.lvd142m"
     assert cfg.backbone.weights == "hub"
-    assert cfg.pseudo_label.semantic_scales == [1, 2, 3]
-    assert cfg.pseudo_label.boundary_scales == [3, 4, 5]
+    assert cfg.pseudo_label.semantic_scales == (1, 2, 3)
+    assert cfg.pseudo_label.boundary_scales == (3, 4, 5)
     assert cfg.split.k == 10
 
 
@@ -99,16 +99,16 @@ def test_cityscapes_params_are_the_official_label_generator() -> None:
     """Every official SPINO label-generator setting (values cited in the file)."""
     cfg = load_config(REPO / "params.cityscapes.yaml")
     assert cfg.split.strategy == "indices"
-    assert cfg.split.indices == [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892]
+    assert cfg.split.indices == (12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892)
     h = cfg.heads
     assert (h.input_height, h.input_width) == (1008, 2016)
     assert (h.steps, h.boundary_steps, h.batch_size, h.lr) == (500, 400, 1, 0.001)
-    assert h.augment == "fresh" and h.crop_scale == [0.2, 1.0]
-    assert h.boundary_crop_scale == [0.4, 1.0]
+    assert h.augment == "fresh" and h.crop_scale == (0.2, 1.0)
+    assert h.boundary_crop_scale == (0.4, 1.0)
     assert (h.color_jitter, h.hue, h.bootstrap_ratio) == (0.2, 0.2, 0.2)
     assert h.semantic_points is None and h.boundary_points is None
     assert round(h.boundary_scale * 14, 3) == 4.0  # upsample_factor 4 on 14 px patches
     p = cfg.pseudo_label
     assert p.boundary_threshold == pytest.approx(1 - 0.93)
-    assert (p.min_blob_px, p.min_instance_px, p.min_size_reference) == (500, 500, [1024, 2048])
+    assert (p.min_blob_px, p.min_instance_px, p.min_size_reference) == (500, 500, (1024, 2048))
     assert p.blob_connectivity == 4

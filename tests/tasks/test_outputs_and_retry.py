@@ -91,7 +91,7 @@ def test_a_finished_student_checkpoint_is_discarded_an_unfinished_one_kept(
     import torch
 
     from spino_core.stages.train_student import discard_finished_checkpoint
-    from spino_core.student.train import CHECKPOINT, CKPT_FORMAT
+    from spino_core.student.checkpoint import CHECKPOINT, CKPT_FORMAT
 
     def save(step: int, steps: int) -> Path:
         path = tmp_path / CHECKPOINT

@@ -179,4 +179,4 @@ def test_png_source_is_resolved_beside_params_and_written_back_relative(tmp_path
 def test_demo_params_leave_it_off_and_cityscapes_params_derive_it() -> None:
     assert load_config(REPO / "params.yaml").data.camera_mask.source == "none"
     official = load_config(REPO / "params.cityscapes.yaml").data.camera_mask
-    assert official.source == "labelled" and official.label_ids == [1, 2]
+    assert official.source == "labelled" and official.label_ids == (1, 2)

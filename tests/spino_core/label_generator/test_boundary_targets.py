@@ -8,8 +8,8 @@ import numpy as np
 from spino_core.data.resize import resize_nearest
 from spino_core.label_generator.boundary_targets import (
     boundary_target,
-    boundary_target_scaled,
     instance_ids,
+    scaled_size,
 )
 
 ROAD, SKY, CAR = 7, 23, 26
@@ -63,7 +63,7 @@ def test_interior_pixels_are_not_boundary() -> None:
 def test_downscaled_nearest_first() -> None:
     inst = np.full((8, 16), ROAD, np.int32)
     inst[:, 8:] = 26005
-    small = boundary_target_scaled(inst, (8, 16), 0.25)
+    small = boundary_target(inst, size=scaled_size((8, 16), 0.25))
     assert small.shape == (2, 4)
     np.testing.assert_array_equal(small, [[0, 1, 1, 0], [0, 1, 1, 0]])
     ids = resize_nearest(inst, (2, 4))

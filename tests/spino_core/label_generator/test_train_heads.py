@@ -118,12 +118,10 @@ def test_dense_and_sampled_losses_agree_at_the_start(backbone) -> None:
     cfg = dataclasses.replace(HEADS, steps=1, batch_size=3, bootstrap_ratio=1.0)
     kw = {"progress": False, "backbone": backbone}
     samples = [_scene(0)]
-    dense = train_heads(
-        samples, [], BACKBONE, cfg, semantic_points=None, boundary_points=None, **kw
-    )
-    sampled = train_heads(
-        samples, [], BACKBONE, cfg, semantic_points=2000, boundary_points=300, **kw
-    )
+    dense_cfg = dataclasses.replace(cfg, semantic_points=None, boundary_points=None)
+    sampled_cfg = dataclasses.replace(cfg, semantic_points=2000, boundary_points=300)
+    dense = train_heads(samples, [], BACKBONE, dense_cfg, **kw)
+    sampled = train_heads(samples, [], BACKBONE, sampled_cfg, **kw)
     d, s = dense.history["semantic"][0], sampled.history["semantic"][0]
     assert abs(d - s) < 0.05 * d
 

@@ -28,8 +28,7 @@ CFG = StudentConfig(input_height=56, input_width=112, batch_size=3, center_sigma
 def test_every_batch_has_exactly_one_gt(n_pseudo, n_gt, batch_size):
     sampler = MixedBatchSampler(n_pseudo, n_gt, batch_size, seed=0)
     for epoch in range(3):
-        sampler.set_epoch(epoch)
-        batches = list(sampler)
+        batches = sampler.epoch_batches(epoch)
         assert len(batches) == len(sampler)
         for b in batches:
             assert len(b) == batch_size

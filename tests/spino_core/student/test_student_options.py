@@ -16,10 +16,11 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import ConfigError
 from spino_core.models.student import create_student
+from spino_core.models.student_io import load_student
 from spino_core.student.data import StudentDataset, open_pseudo_set, shift_hue
 from spino_core.student.losses import student_loss
 from spino_core.student.predict import _panoptic
-from spino_core.student.train import load_student, make_optimizer, train_student
+from spino_core.student.train import make_optimizer, train_student
 
 REPO = Path(__file__).resolve().parents[3]
 SMALL = dict(input_height=56, input_width=112, batch_size=2, device="cpu")

@@ -19,9 +19,11 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import SpinoError
 from spino_core.models.backbone import create_backbone
+from spino_core.models.student_io import CONFIG, MODEL, load_student
+from spino_core.student.checkpoint import CHECKPOINT
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.predict import predict_folder, predict_student
-from spino_core.student.train import CHECKPOINT, CONFIG, MODEL, load_student, train_student
+from spino_core.student.train import train_student
 
 BACKBONE = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random")
 STUDENT = StudentConfig(
