@@ -64,12 +64,12 @@ from spino_core.models.backbone import DinoBackbone, create_backbone
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.stages import pseudo_label as pseudo_stage
-from spino_core.stages.evaluate import link_images
+from spino_core.stages.evaluate import dataset_images
 from spino_core.stages.split import make_split as split_stage
 from spino_core.stages.synth import generate_synthetic_dataset
 from spino_core.stages.train_heads import train_label_heads
 from spino_core.student.data import PseudoSet, open_pseudo_set
-from spino_core.student.predict import predict_folder
+from spino_core.student.predict import predict_images
 from spino_core.student.train import train_student
 
 # Tiny everything: the whole benchmark end to end in a few minutes on 2 CPU cores.
@@ -292,11 +292,12 @@ def fit_and_score_student(
             resume=False,
         )
     with timed(phases, f"{prefix} predict val"):
-        images = bench.workdir / "val_images"  # as the evaluate stage feeds predict_folder
-        if not images.is_dir():
-            link_images(bench.val, images)
-        pred = predict_folder(
-            out, images, out / "predictions", device=student_cfg.device, model=result.model
+        pred = predict_images(  # the val images as the evaluate stage feeds them
+            out,
+            dataset_images(bench.val),
+            out / "predictions",
+            device=student_cfg.device,
+            model=result.model,
         )
     with timed(phases, f"{prefix} evaluate"):
         metrics = evaluate(

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +149,41 @@ def predict_folder(
     progress: bool = True,
     model: StudentModel | None = None,
 ) -> dict[str, Any]:
-    """Predict every image under ``images_dir`` into ``out_dir`` (module docstring).
+    """Predict every image under ``images_dir`` (:func:`list_images`) into ``out_dir``."""
+    images = list_images(images_dir)
+    return predict_images(
+        model_dir, images, out_dir, device=device, batch_size=batch_size, progress=progress,
+        model=model,
+    )  # fmt: skip
 
-    The folder is replaced as a unit (module docstring). ``model`` reuses an already loaded
-    student (its config still comes from ``model_dir``). Returns a summary.
+
+def predict_images(
+    model_dir: str | os.PathLike[str],
+    images: Sequence[tuple[str, Path]],
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    batch_size: int = 4,
+    progress: bool = True,
+    model: StudentModel | None = None,
+) -> dict[str, Any]:
+    """Predict ``images``, (stem, path) pairs, into ``out_dir`` (module docstring).
+
+    Stems name the outputs: a dataset reader's stems can be given as they are (KITTI-360's
+    file names repeat across sequences; its stems do not). The folder is replaced as a unit
+    (module docstring). ``model`` reuses an already loaded student (its config still comes
+    from ``model_dir``). Returns a summary.
     """
+    images = list(images)
+    if not images:
+        raise SpinoError(f"{out_dir}: no images to predict")
+    stems = [stem for stem, _ in images]
+    if len(set(stems)) != len(stems):
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise SpinoError(f"{out_dir}: two images share the stem {dup!r}; stems name the outputs")
     _, cfg = read_student_config(model_dir)
     if model is None:
         model = load_student(model_dir, resolve_device(device))
-    images = list_images(images_dir)
     out = Path(out_dir)
     t0 = time.perf_counter()
     with locked_folder(out.parent):  # one writer of <out> and its temporary siblings

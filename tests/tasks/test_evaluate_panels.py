@@ -9,12 +9,14 @@ training panels are missing instead of failing.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import cv2
 import pytest
 import torch
+from kitti360_tree import SEQS, make_kitti
 
 from spino_core.config import BackboneConfig, StudentConfig, config_from_dict
 from spino_core.data.convert import convert_dataset_to_coco
@@ -54,13 +56,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _evaluate(root: Path, out: Path, pseudo: Path) -> str:
+def _evaluate(root: Path, out: Path, pseudo: Path, *, raw: Path | None = None, data=None) -> str:
     from tasks.evaluate import evaluate_student
 
-    paths = {"raw": root / "raw", "student": root / "student", "pseudo": pseudo}
+    paths = {"raw": raw or root / "raw", "student": root / "student", "pseudo": pseudo}
     paths |= {"student_report": out / "report", "metrics": out / "metrics"}
     cfg = config_from_dict(
-        {"paths": {k: str(v) for k, v in paths.items()}, "student": {"device": "cpu"}}
+        {
+            "paths": {k: str(v) for k, v in paths.items()},
+            "student": {"device": "cpu"},
+            "data": data or {},
+        }
     )
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -95,3 +101,20 @@ def test_without_pseudo_labels_the_report_says_so(world: Path, tmp_path: Path) -
     assert "Training-image panels (ground truth | pseudo-label | student) left out" in page
     assert not (tmp_path / "report" / "training").exists()
     assert (tmp_path / "report" / "overlays" / "best.png").is_file()
+
+
+def test_a_kitti360_val_split_is_evaluated_by_the_readers_stems(
+    world: Path, tmp_path: Path
+) -> None:
+    """KITTI-360 file names repeat across sequences (``<frame>.png``); the reader's stems
+    (``<seq>_<frame>``) name the predictions, so every val image is predicted and scored."""
+    raw = make_kitti(tmp_path / "k360", lists=False)  # no split lists: all 4 images, 2 per name
+    data = {"layout": "kitti360", "train_split": "train", "val_split": "val"}
+    page = _evaluate(world, tmp_path, tmp_path / "no-pseudo", raw=raw, data=data)
+    pngs = sorted(p.name for p in (tmp_path / "report" / "predictions" / "panoptic").glob("*"))
+    assert pngs == [f"{seq}_{f * 10:010d}.png" for seq in SEQS for f in range(2)]
+    metrics = json.loads((tmp_path / "metrics" / "student.json").read_text())
+    assert metrics["images_missing"] == 0 and 0.0 <= metrics["All"]["pq"] <= 1.0
+    rows = (tmp_path / "metrics" / "student_per_image.csv").read_text().splitlines()
+    assert sorted(row.split(",")[1] for row in rows[1:]) == [p.removesuffix(".png") for p in pngs]
+    assert "Student on the val split" in page

@@ -1,5 +1,5 @@
-"""stages.evaluate.link_images: the reader's val images as a folder predict_folder lists
-exactly as it lists the split's own folder (same stems, names and order: same bytes)."""
+"""stages.evaluate.dataset_images: the reader's images in the order a folder listing gives,
+so predictions (batches, panoptic.json) are the same bytes as from the split's own folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from spino_core.data.datasets import open_dataset
-from spino_core.stages.evaluate import link_images
+from spino_core.stages.evaluate import dataset_images
 from spino_core.student.predict import list_images
 
 
@@ -23,38 +23,18 @@ def _cityscapes_images(root: Path, names: dict[str, list[str]]) -> Path:
     return root
 
 
-def _listing(folder: Path) -> list[tuple[str, str, bytes]]:
-    """What predict_folder takes from a folder: stem, relative path, pixels (in order)."""
-    return [(s, str(p.relative_to(folder)), p.read_bytes()) for s, p in list_images(folder)]
-
-
-def test_links_list_like_the_split_folder_across_cities(tmp_path: Path) -> None:
+def test_reader_images_come_as_the_split_folder_lists_them(tmp_path: Path) -> None:
     raw = _cityscapes_images(
         tmp_path / "raw",
         {"bochum": ["bochum_000000_000001"], "aachen": ["aachen_000000_000002", "aachen_1"]},
     )
     val = open_dataset("cityscapes", raw, "val")
-    links = link_images(val, tmp_path / "links")
-    assert _listing(links) == _listing(raw / "leftImg8bit" / "val")
-    assert [s for s, _ in list_images(links)] == [
-        "aachen_000000_000002",
-        "aachen_1",
-        *["bochum_000000_000001"],
-    ]
+    assert dataset_images(val) == list_images(raw / "leftImg8bit" / "val")
 
 
-def test_one_city_and_images_that_are_links(tmp_path: Path) -> None:
-    """An image that is itself a link (a DVC cache) keeps the dataset's name, not the target's."""
-    raw = _cityscapes_images(tmp_path / "raw", {"aachen": ["aachen_0", "aachen_1"]})
-    image = raw / "leftImg8bit" / "val" / "aachen" / "aachen_1_leftImg8bit.png"
-    cache = tmp_path / "cache" / "3f9a1c"
-    cache.parent.mkdir()
-    image.rename(cache)
-    image.symlink_to(cache)
+def test_a_subset_keeps_path_order_whatever_the_order_of_the_stems(tmp_path: Path) -> None:
+    raw = _cityscapes_images(tmp_path / "raw", {"aachen": ["aachen_0", "aachen_1", "aachen_2"]})
     val = open_dataset("cityscapes", raw, "val")
-    links = link_images(val, tmp_path / "links")
-    assert _listing(links) == _listing(raw / "leftImg8bit" / "val" / "aachen")
-    assert sorted(p.name for p in links.iterdir()) == [
-        "aachen_0_leftImg8bit.png",
-        "aachen_1_leftImg8bit.png",
-    ]
+    pairs = dataset_images(val, ["aachen_2", "aachen_0"])
+    assert [stem for stem, _ in pairs] == ["aachen_0", "aachen_2"]
+    assert all(path == val.image_path(stem) for stem, path in pairs)
