@@ -19,8 +19,6 @@ again. Every file is written to a temporary name and renamed, index.html last.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +32,7 @@ from spino_core.data import classes
 from spino_core.data.cityscapes import read_rgb  # header-checked before decoding
 from spino_core.data.coco_panoptic import load_annotation
 from spino_core.errors import DataError
+from spino_core.report.csv_text import csv_text
 from spino_core.report.html import render_report_html
 from spino_core.report.overlays import overlay_picks, render_overlay, write_png_rgb
 from spino_core.report.panels import ComparisonSet, remove_stale_panels, write_comparison_panels
@@ -108,16 +107,6 @@ def class_rows(metrics: dict[str, Any], categories: Sequence[dict]) -> list[dict
         row["iou"] = m.get("iou")
         rows.append(row)
     return rows
-
-
-def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text; None as an empty cell, floats in shortest round-trip form."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in rows:
-        writer.writerow(["" if r.get(k) is None else r[k] for k in columns])
-    return buf.getvalue()
 
 
 def _per_image_rows(images: Sequence[ImageResult], confidence: Mapping[str, Any]) -> list[dict]:
@@ -316,8 +305,8 @@ def _write_tables(
         "index_html": out / "index.html",
     }
     write_json_atomic(paths["metrics_json"], metrics)
-    write_text_atomic(paths["per_class_csv"], _csv(PER_CLASS_COLUMNS, per_class))
-    write_text_atomic(paths["per_image_csv"], _csv(PER_IMAGE_COLUMNS, per_image))
+    write_text_atomic(paths["per_class_csv"], csv_text(PER_CLASS_COLUMNS, per_class))
+    write_text_atomic(paths["per_image_csv"], csv_text(PER_IMAGE_COLUMNS, per_image))
     return paths
 
 

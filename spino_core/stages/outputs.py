@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from spino_core.atomic import write_json_atomic, write_text_atomic
 from spino_core.data.classes import by_label_id
+from spino_core.report.csv_text import csv_text
 
 PANOPTIC_GROUPS = ("All", "Things", "Stuff")
 
@@ -50,15 +51,6 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
-
-
-def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_fmt(row.get(k)) for k in columns])
-    return buf.getvalue()
 
 
 def write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
@@ -124,9 +116,11 @@ def write_panoptic_metrics(
         "per_image": d / f"{name}_per_image.csv",
     }
     write_json_atomic(paths["summary"], panoptic_summary(metrics))
-    write_text_atomic(paths["per_class"], _csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics)))
+    write_text_atomic(
+        paths["per_class"], csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics), _fmt)
+    )
     rows = per_image_rows(report_per_image_csv)
-    write_text_atomic(paths["per_image"], _csv_text(PER_IMAGE_COLUMNS, rows))
+    write_text_atomic(paths["per_image"], csv_text(PER_IMAGE_COLUMNS, rows, _fmt))
     return paths
 
 
@@ -136,5 +130,5 @@ def write_heads_metrics(metrics_dir: str | Path, metrics: Mapping[str, Any]) -> 
     paths = {"summary": d / "heads.json", "per_class": d / "heads_per_class.csv"}
     write_json_atomic(paths["summary"], {k: v for k, v in metrics.items() if _is_number(v)})
     rows = [{"class": k, "iou": v} for k, v in metrics.get("val_iou", {}).items()]
-    write_text_atomic(paths["per_class"], _csv_text(("class", "iou"), rows))
+    write_text_atomic(paths["per_class"], csv_text(("class", "iou"), rows, _fmt))
     return paths

@@ -143,18 +143,11 @@ def predict_folder(
     model_dir: str | os.PathLike[str],
     images_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    *,
-    device: str = "auto",
-    batch_size: int = 4,
-    progress: bool = True,
-    model: StudentModel | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Predict every image under ``images_dir`` (:func:`list_images`) into ``out_dir``."""
-    images = list_images(images_dir)
-    return predict_images(
-        model_dir, images, out_dir, device=device, batch_size=batch_size, progress=progress,
-        model=model,
-    )  # fmt: skip
+    """Predict every image under ``images_dir`` (:func:`list_images`) into ``out_dir``;
+    ``options`` as :func:`predict_images`'s (device, batch_size, progress, model)."""
+    return predict_images(model_dir, list_images(images_dir), out_dir, **options)
 
 
 def predict_images(
