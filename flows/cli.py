@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -27,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.console import quiet_user_errors
 from spino_core.errors import SpinoError
 
 # Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
@@ -169,41 +169,6 @@ def _predict(args: argparse.Namespace) -> None:
         f"predicted {summary['n_images']} images in {summary['seconds']:.1f} s -> "
         f"{summary['panoptic_json']}"
     )
-
-
-class _UserErrorFilter(logging.Filter):
-    """Drop console records about a SpinoError: the CLI prints it as one line.
-
-    Only the console handler gets this filter; Prefect's API handler (the run logs) still
-    receives every record, traceback included.
-    """
-
-    _STATE = re.compile(r"encountered an exception:? (\w+):")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], SpinoError):
-            return False
-        match = self._STATE.search(record.getMessage())
-        return not (match and match.group(1) in _user_error_names())
-
-
-def _user_error_names() -> set[str]:
-    names, todo = set(), [SpinoError]
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__name__)
-        todo.extend(cls.__subclasses__())
-    return names
-
-
-def _quiet_user_errors() -> None:
-    """Attach :class:`_UserErrorFilter` to the console handlers Prefect configured."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for handler in logging.getLogger().handlers:
-        is_console = isinstance(handler, PrefectConsoleHandler)
-        if is_console and not any(isinstance(f, _UserErrorFilter) for f in handler.filters):
-            handler.addFilter(_UserErrorFilter())
 
 
 _received: list[int] = []  # signals received, for the exit code
@@ -400,7 +365,7 @@ def _prepare(
     if args.command == "serve":
         from flows.serve import serve
 
-        _quiet_user_errors()
+        quiet_user_errors()
         return functools.partial(serve, args.params, args.cron, args.name)
     from flows.tracking import check_tracking
 
@@ -409,12 +374,12 @@ def _prepare(
     if args.command == "pipeline":
         from flows.pipeline import pipeline_flow
 
-        _quiet_user_errors()
+        quiet_user_errors()
         return functools.partial(
             pipeline_flow, params=args.params, overrides=args.overrides, use_cache=args.use_cache
         )
     stage_flow = _stage_flow(args.command)
-    _quiet_user_errors()
+    quiet_user_errors()
     return functools.partial(stage_flow, params=args.params, overrides=args.overrides)
 
 
