@@ -27,7 +27,6 @@ from spino_core.pseudo.guard import claim_for_heads
 @dataclass(frozen=True)
 class PseudoLabelPlan:
     shards: list[list[str]]
-    fingerprint: dict[str, Any]
     n_images: int
 
 
@@ -35,14 +34,14 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     """Check heads and output folder once, before any shard starts (no races, early errors)."""
     stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
     heads = load_heads(cfg.paths.heads, expected_backbone=cfg.backbone)
-    fingerprint = claim_for_heads(
+    claim_for_heads(  # records the labels' fingerprint in config.json, or checks it
         cfg.paths.pseudo,
         cfg.paths.heads,
         pseudo=resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
         backbone=cfg.backbone,
         input_hw=heads.input_size,
     )
-    return PseudoLabelPlan(plan_shards(stems, cfg.pseudo_label.n_shards), fingerprint, len(stems))
+    return PseudoLabelPlan(plan_shards(stems, cfg.pseudo_label.n_shards), len(stems))
 
 
 def label_one_shard(
