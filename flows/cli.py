@@ -43,18 +43,6 @@ STAGE_NAMES = (
 )
 
 
-# The ``paths.*`` folders each stage writes (its dvc.yaml outs); a test checks they agree.
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "synth": ("raw",),
-    "split": ("split",),
-    "train-heads": ("heads",),
-    "pseudo-label": ("pseudo",),
-    "report": ("pseudo_report",),
-    "train-student": ("student",),
-    "evaluate": ("student_report",),
-}
-
-
 def _prefect_env() -> None:
     """Quiet, offline-friendly Prefect defaults; a user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -181,42 +169,10 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[Path]:
-    """Lock the command's output folders for its whole run, then clear a killed run's temps
-    (in the folders, its ``<folder>.tmp-*`` / ``.old-*`` work folders, its metrics files').
+    """:func:`flows.output_locks.lock_outputs` of the command's stages (all for pipeline)."""
+    from flows.output_locks import lock_outputs
 
-    The lock (``.<folder>.lock`` beside the folder, flock) keeps a second run of the same
-    stage out, so removing temp files cannot hit a live run's file. Returns the folders.
-    """
-    import fcntl
-
-    from spino_core.atomic import (
-        make_folder,
-        remove_stale_temps,
-        remove_stale_temps_of,
-        remove_stale_work_folders,
-    )
-    from spino_core.stages.outputs import STAGE_METRICS
-
-    names = STAGE_NAMES if command == "pipeline" else (command,)
-    keys = [key for name in names for key in STAGE_OUTPUTS[name]]
-    folders = [Path(getattr(cfg.paths, key)) for key in keys]
-    for key, folder in zip(keys, folders, strict=True):
-        make_folder(folder.parent, f"params: paths.{key}")
-        lock = folder.parent / f".{folder.name}.lock"
-        handle = stack.enter_context(lock.open("a"))
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SpinoError(
-                f"{folder}: another spino run is writing it (lock {lock}); wait for it to "
-                f"finish or stop it"
-            ) from None
-        if folder.is_dir():
-            remove_stale_temps(folder)
-        remove_stale_work_folders(folder)
-    for name in names:  # the shared metrics folder: only this stage's own files' temps
-        remove_stale_temps_of(cfg.paths.metrics, STAGE_METRICS.get(name, ()))
-    return folders
+    return lock_outputs(cfg, STAGE_NAMES if command == "pipeline" else (command,), stack)
 
 
 def _interrupted(folders: Sequence[Path]) -> int:
@@ -375,8 +331,12 @@ def _prepare(
         from flows.pipeline import pipeline_flow
 
         quiet_user_errors()
-        return functools.partial(
-            pipeline_flow, params=args.params, overrides=args.overrides, use_cache=args.use_cache
+        return functools.partial(  # the outputs are locked above, for the whole command
+            pipeline_flow,
+            params=args.params,
+            overrides=args.overrides,
+            use_cache=args.use_cache,
+            lock_outputs=False,
         )
     stage_flow = _stage_flow(args.command)
     quiet_user_errors()

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 from prefect import flow, get_run_logger
 
+from flows import output_locks
 from flows.artifacts import publish_pipeline_artifacts
 from flows.dvc_state import is_current, open_pipeline_repo, record_run
 from flows.stages import STAGES
@@ -50,14 +51,28 @@ def pipeline_flow(
     overrides: list[str] | None = None,
     stages: list[str] | None = None,
     use_cache: bool = True,
+    lock_outputs: bool = True,
 ) -> dict[str, Any]:
-    """Run ``stages`` (default: all) in order; ``use_cache=False`` reruns every one."""
+    """Run ``stages`` (default: all) in order; ``use_cache=False`` reruns every one.
+
+    ``lock_outputs``: hold the stages' output locks for the run (:mod:`flows.output_locks`);
+    False only when the caller holds them already (``spino pipeline``).
+    """
     overrides = list(overrides or [])
     cfg: SpinoConfig = load_config(params, overrides)  # fail on bad params before any stage
     names = stages or list(STAGES)
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+    with contextlib.ExitStack() as stack:
+        if lock_outputs:
+            output_locks.lock_outputs(cfg, names, stack)
+        return _run_pipeline(params, overrides, cfg, names, use_cache)
+
+
+def _run_pipeline(
+    params: str, overrides: list[str], cfg: SpinoConfig, names: list[str], use_cache: bool
+) -> dict[str, Any]:
     mlflow_run = None
     if not cfg.mlflow.enabled:
         results, skipped = _run_stages(params, overrides, names, use_cache)

@@ -1,4 +1,4 @@
-"""Each stage's output folders (``flows.cli.STAGE_OUTPUTS``) are its dvc.yaml outs, and a
+"""Each stage's output folders (``flows.output_locks.STAGE_OUTPUTS``) are its dvc.yaml outs, and a
 stage clears a killed run's temp files there under a lock that keeps a second run out."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import STAGE_NAMES, STAGE_OUTPUTS, _lock_outputs
+from flows.cli import STAGE_NAMES, _lock_outputs
+from flows.output_locks import STAGE_OUTPUTS
 from spino_core.config import load_config
 from spino_core.errors import SpinoError
 from spino_core.stages.outputs import STAGE_METRICS
@@ -171,3 +172,19 @@ def test_synth_after_a_sigkilled_synth_leaves_no_work_folder(tiny_params, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "data").iterdir() if ".tmp" in p.name) == []
     assert (tmp_path / "data" / "raw" / "synth.json").is_file()
+
+
+def test_a_served_pipeline_run_takes_the_output_locks_itself(tiny_params, tmp_path: Path) -> None:
+    """``spino serve`` runs ``pipeline_flow`` in Prefect's runner, not through the CLI that
+    locks a stage's outputs: the flow must take the locks (and sweep a killed run's temps)
+    itself, so a scheduled run never writes beside a running ``spino`` stage."""
+    from flows.pipeline import pipeline_flow
+
+    params = tiny_params(tmp_path)
+    cfg = load_config(params)
+    raw = Path(cfg.paths.raw)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    with (raw.parent / f".{raw.name}.lock").open("a") as held:  # a running `spino synth`
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SpinoError, match=r"raw: another spino run is writing it"):
+            pipeline_flow.fn(params=str(params), stages=["synth"])
