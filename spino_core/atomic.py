@@ -219,3 +219,35 @@ def _remove_matching(folder: Path, pattern: str, *, dirs: bool) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0 probes, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def remove_orphan_folders(folder: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """Delete the folders directly in ``folder`` whose name fully matches ``pattern`` and whose
+    ``(?P<pid>...)`` group names a process that no longer exists; return them.
+
+    For work folders a process creates with its pid in the name, outside any folder a lock
+    guards (the system temp folder): a SIGKILLed process cannot delete its own, and a live
+    one's must not be touched.
+    """
+    folder, names = Path(folder), re.compile(pattern)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.iterdir()):
+        match = names.fullmatch(path.name)
+        orphan = match is not None and not process_alive(int(match["pid"]))
+        if orphan and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

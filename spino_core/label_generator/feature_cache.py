@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spino_core.atomic import remove_orphan_folders
 from spino_core.data.augment import AugmentParams, View, augment_view, resize_view
 from spino_core.data.sample import Sample
 from spino_core.label_generator.boundary_targets import boundary_target
@@ -226,6 +227,7 @@ def _disk_cache(
     progress: bool,
 ) -> CachedViews:
     final = root / cache_key(backbone, samples, spec)
+    remove_orphan_folders(root, r"\..+\.tmp-(?P<pid>\d+)")  # builds of killed runs
     if not (final / "meta.json").is_file():
         tmp = root / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

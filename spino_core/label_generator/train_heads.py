@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import trange
 
+from spino_core.atomic import remove_orphan_folders
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.augment import AugmentParams
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, mask_samples
@@ -47,6 +48,7 @@ from spino_core.models.heads import LabelHeads, pixel_centres
 from spino_core.models.losses import bootstrapped_cross_entropy, boundary_bce
 
 __all__ = ["HeadsResult", "check_labelled", "train_heads"]
+_CACHE_PREFIX = "spino-cache-"  # heads.cache: disk without a cache_dir, in the temp folder
 
 
 @dataclass
@@ -114,7 +116,10 @@ def train_heads(
     run = _Run(heads_cfg, device, progress)
     try:
         if cache_dir is None and heads_cfg.cache == "disk":
-            with tempfile.TemporaryDirectory(prefix="spino-cache-") as tmp:
+            # pid in the name: a SIGKILLed run's cache (GBs on real data) is removed next time
+            remove_orphan_folders(tempfile.gettempdir(), rf"{_CACHE_PREFIX}(?P<pid>\d+)-\w+")
+            prefix = f"{_CACHE_PREFIX}{os.getpid()}-"
+            with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
                 return _train(samples, val_samples, backbone_cfg, backbone, tmp, run)
         return _train(samples, val_samples, backbone_cfg, backbone, cache_dir, run)
     except torch.OutOfMemoryError:

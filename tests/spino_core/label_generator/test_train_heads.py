@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +188,33 @@ def test_heads_on_other_weights_of_the_same_model_are_refused(trained, tmp_path)
     with pytest.raises(SpinoError, match=r"trained on backbone weights .*@sha256:\w{16}, but"):
         load_heads(tmp_path / "heads", expected_backbone=swapped)
     assert load_heads(tmp_path / "heads", expected_backbone=BACKBONE).backbone_fingerprint
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return int(proc.stdout)
+
+
+def test_a_killed_runs_disk_cache_is_removed_by_the_next(backbone, tmp_path, monkeypatch) -> None:
+    """``heads.cache: disk`` without a cache_dir caches under the temp folder; a SIGKILLed run
+    cannot delete its folder (could be GBs), so the next run removes folders whose process
+    is gone, and only those; a killed cache build's ``.tmp-<pid>`` entry likewise."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead, alive = _dead_pid(), os.getppid()
+    orphan = tmp_path / f"spino-cache-{dead}-abc123"
+    live = tmp_path / f"spino-cache-{alive}-def456"
+    for folder in (orphan, live):
+        (folder / "x").mkdir(parents=True)
+    cfg = dataclasses.replace(HEADS, cache="disk", steps=2)
+    train_heads([_scene(0)], [], BACKBONE, cfg, progress=False, backbone=backbone)
+    assert not orphan.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # its own is gone too
+
+    spec = ViewSpec((56, 112), (14, 28), n_views=1, seed=0)
+    half = tmp_path / "cache" / f".somekey.tmp-{dead}"
+    half.mkdir(parents=True)
+    build_view_source(backbone, [_scene(0)], spec, mode="disk", cache_dir=tmp_path / "cache",
+                      progress=False)  # fmt: skip
+    assert not half.exists() and len(list((tmp_path / "cache").iterdir())) == 1
