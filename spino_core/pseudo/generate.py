@@ -212,20 +212,7 @@ def label_shard(
     )
     try:
         for chunk in _chunks(inputs, cfg.batch_images):
-            todo = [item for item in chunk if item.row is None]
-            start = time.perf_counter()
-            results = iter(
-                multiscale_predict_many(
-                    [item.image for item in todo if item.image is not None],
-                    predict,
-                    input_hw=input_hw,
-                    overlap=cfg.overlap,
-                    **_prediction_options(cfg),
-                )
-                if todo
-                else []
-            )
-            share = (time.perf_counter() - start) / max(1, len(todo))
+            results, share = _predict_chunk(chunk, predict, cfg, input_hw)
             for item in chunk:
                 if item.row is not None:
                     slots.append(item.row)
@@ -258,6 +245,28 @@ def label_shard(
             inputs.close()  # stops the reader thread
         bar.close()
     return rows
+
+
+def _predict_chunk(
+    chunk: Sequence[LabelInput],
+    predict: PredictFn,
+    cfg: PseudoLabelConfig,
+    input_hw: tuple[int, int],
+) -> tuple[Iterator[MultiscaleResult], float]:
+    """Multi-scale predictions of the chunk's images still to label (their tiles share
+    forward batches), in order, and each one's share of the wall time (for the manifest)."""
+    todo = [item for item in chunk if item.row is None]
+    if not todo:
+        return iter([]), 0.0
+    start = time.perf_counter()
+    results = multiscale_predict_many(
+        [item.image for item in todo if item.image is not None],
+        predict,
+        input_hw=input_hw,
+        overlap=cfg.overlap,
+        **_prediction_options(cfg),
+    )
+    return iter(results), (time.perf_counter() - start) / len(todo)
 
 
 def _finish(
