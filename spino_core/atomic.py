@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +200,22 @@ def remove_stale_work_folders(folder: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def _remove_matching(folder: Path, pattern: str, *, dirs: bool) -> list[Path]:
+def _remove_matching(
+    folder: Path,
+    pattern: str,
+    *,
+    dirs: bool,
+    when: Callable[[re.Match[str]], bool] | None = None,
+) -> list[Path]:
     """Delete the files (``dirs``: the folders, not links) directly in ``folder`` whose whole
-    name matches ``pattern``; return them."""
+    name matches ``pattern`` (and, with ``when``, whose match it accepts); return them."""
     if not folder.is_dir():
         return []
     names = re.compile(pattern)
     removed = []
     for path in sorted(folder.iterdir()):
-        if not names.fullmatch(path.name) or path.is_symlink():
+        match = names.fullmatch(path.name)
+        if match is None or path.is_symlink() or (when is not None and not when(match)):
             continue
         if dirs and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -240,14 +247,6 @@ def remove_orphan_folders(folder: str | os.PathLike[str], pattern: str) -> list[
     guards (the system temp folder): a SIGKILLed process cannot delete its own, and a live
     one's must not be touched.
     """
-    folder, names = Path(folder), re.compile(pattern)
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for path in sorted(folder.iterdir()):
-        match = names.fullmatch(path.name)
-        orphan = match is not None and not process_alive(int(match["pid"]))
-        if orphan and path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    return _remove_matching(
+        Path(folder), pattern, dirs=True, when=lambda m: not process_alive(int(m["pid"]))
+    )
