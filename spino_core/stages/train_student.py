@@ -14,7 +14,7 @@ from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.reproducible import without_timings
 from spino_core.stages.outputs import write_history_csv
-from spino_core.student.checkpoint import CHECKPOINT, CKPT_FORMAT
+from spino_core.student.checkpoint import CHECKPOINT, CKPT_FORMAT, finished
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.train import train_student
 
@@ -30,7 +30,7 @@ def discard_finished_checkpoint(student_dir: str | Path) -> bool:
     if not path.is_file():
         return False
     ckpt = read_checkpoint(path, fmt=CKPT_FORMAT, what="student checkpoint", fix="delete it")
-    if int(ckpt["step"]) < int(ckpt["fingerprint"]["student"]["steps"]):
+    if not finished(ckpt):
         return False
     path.unlink()
     return True

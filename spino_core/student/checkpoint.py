@@ -17,8 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from spino_core.atomic import atomic_path
-from spino_core.checkpoints import read_checkpoint
+from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.errors import SpinoError
 
 CHECKPOINT, CKPT_FORMAT = "checkpoint.pt", "spino-student-ckpt/1"
@@ -54,6 +53,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def finished(ckpt: dict[str, Any]) -> bool:
+    """Whether the run that wrote this checkpoint reached its ``student.steps``."""
+    return int(ckpt["step"]) >= int(ckpt["fingerprint"]["student"]["steps"])
+
+
 def load_resumable(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint to resume from; None when a *finished* run with other settings left it.
 
@@ -65,8 +69,7 @@ def load_resumable(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
         path, fmt=CKPT_FORMAT, what="student checkpoint", fix="delete it to start over"
     )
     changed = changes(ckpt["fingerprint"], fingerprint)
-    finished = int(ckpt["step"]) >= int(ckpt["fingerprint"]["student"]["steps"])
-    if changed and finished:
+    if changed and finished(ckpt):
         return None
     if changed:
         raise SpinoError(
@@ -79,7 +82,6 @@ def load_resumable(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
 def save_on_rank0(path: Path, state: dict[str, Any], rank: int, world: int) -> None:
     """Rank 0 writes ``state`` atomically; every rank waits for it (under DDP)."""
     if rank == 0:
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        write_checkpoint(path, state)  # byte-reproducible: no temp file name in the zip
     if world > 1:
         dist.barrier()  # no rank runs ahead of a checkpoint it could be resumed from

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import zipfile
 
 import cv2
 import numpy as np
@@ -75,6 +76,15 @@ def test_training_lowers_the_loss(trained):
     assert result.history["lr"][0] == pytest.approx(STUDENT.lr)
     assert result.history["lr"][-1] < result.history["lr"][0]  # poly decay
     assert (out / MODEL).is_file() and (out / CONFIG).is_file() and (out / CHECKPOINT).is_file()
+
+
+def test_checkpoint_zip_records_no_temporary_file_name(trained):
+    """The resume checkpoint is written like every other checkpoint (into memory, then
+    renamed into place): ``torch.save`` to a temp file records that file's name in the zip."""
+    out, _ = trained
+    with zipfile.ZipFile(out / CHECKPOINT) as archive:
+        names = archive.namelist()
+    assert names and not any(".tmp" in name or CHECKPOINT in name for name in names), names[:3]
 
 
 def test_resume_equals_uninterrupted_run(data, backbone, trained, tmp_path):
