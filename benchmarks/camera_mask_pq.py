@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heads_setup import fit_heads, load_bench_config, parse_args, pq_row, prepare
+from heads_setup import (
+    emit_row,
+    fit_heads,
+    load_bench_config,
+    parse_args,
+    pq_row,
+    prepare,
+    write_results,
+)
 
 from spino_core.config import CameraMaskConfig, SpinoConfig
 from spino_core.data.camera_mask import build_camera_mask, camera_void
@@ -95,10 +101,8 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
             row |= {sub: {k: pqs[sub][k] for k in PQ_KEYS} for sub in SUBSETS}
             labelled_px, hood_px, things = on_hood[pname].tolist()
             row |= {"hood_px_labelled": labelled_px / max(1, hood_px), "hood_things": things}
-            out["rows"].append(row)
-            print(json.dumps(row), flush=True)
-        if args.out:
-            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+            emit_row(out, row)
+        write_results(out, args.out)
     return out
 
 

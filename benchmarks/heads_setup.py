@@ -8,6 +8,7 @@ wrapping them as a predictor, and a PQ row are the same in both and live here on
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,13 @@ import torch
 from spino_core.config import HeadsConfig, SpinoConfig, load_config
 from spino_core.data.datasets import Dataset, open_dataset
 from spino_core.data.sample import Sample
-from spino_core.data.split import KShotSplit, choose_k_shot
-from spino_core.data.synth import generate_synthetic_dataset
+from spino_core.data.split import KShotSplit
 from spino_core.inference.predictor import TorchPredictor
 from spino_core.label_generator.train_heads import HeadsResult, train_heads
 from spino_core.metrics.panoptic import PanopticQuality
 from spino_core.models.backbone import DinoBackbone, create_backbone
+from spino_core.stages.split import choose_split
+from spino_core.stages.synth import generate_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,16 +77,9 @@ def prepare(cfg: SpinoConfig, workdir: str | Path, n_images: int) -> HeadsBench:
     """Synthetic data under ``workdir/raw`` (made once), the k-shot split, the backbone."""
     raw = Path(workdir) / "raw"
     if not (raw / "leftImg8bit").is_dir():
-        s = cfg.synth
-        generate_synthetic_dataset(
-            raw, n_train=s.n_train, n_val=s.n_val, height=s.height, width=s.width, seed=s.seed,
-            progress=False,
-        )  # fmt: skip
+        generate_synthetic_dataset(cfg.synth, raw)  # the synth stage
     train = open_dataset(cfg.data.layout, raw, cfg.data.train_split)
-    split = choose_k_shot(
-        train.stems, k=cfg.split.k, strategy=cfg.split.strategy, seed=cfg.split.seed,
-        explicit=cfg.split.stems, indices=cfg.split.indices, classes_of=train.classes_present,
-    )  # fmt: skip
+    split = choose_split(train, cfg.split)  # the split stage's choice, kept in memory
     labelled = [train.load(s) for s in split.labelled]
     to_label = [train.load(s) for s in split.unlabelled[:n_images]]
     return HeadsBench(cfg, train, split, labelled, to_label, create_backbone(cfg.backbone))
@@ -110,6 +105,18 @@ def fit_heads(
         boundary_scale=res.boundary_size[0] / res.input_size[0],
     )  # fmt: skip
     return res, seconds, predictor
+
+
+def emit_row(out: dict, row: dict) -> None:
+    """Add ``row`` to the results and print it as one JSON line (progress as it comes)."""
+    out["rows"].append(row)
+    print(json.dumps(row), flush=True)
+
+
+def write_results(out: dict, path: str | None) -> None:
+    """The results as indented JSON at ``path`` (``--out``), if given."""
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2) + "\n")
 
 
 def pq_row(meter: PanopticQuality) -> dict[str, float]:

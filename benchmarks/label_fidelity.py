@@ -32,13 +32,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from heads_setup import fit_heads, load_bench_config, parse_args, pq_row, prepare
+from heads_setup import (
+    emit_row,
+    fit_heads,
+    load_bench_config,
+    parse_args,
+    pq_row,
+    prepare,
+    write_results,
+)
 
 from spino_core.config import HeadsConfig, PseudoLabelConfig, SpinoConfig
 from spino_core.data.classes import THING_TRAIN_IDS, coco_categories
@@ -131,10 +138,8 @@ def run(cfg: SpinoConfig, args: argparse.Namespace) -> dict[str, Any]:
                 "cache_seconds": res.metrics["cache_seconds"],
                 "train_seconds": res.metrics["train_seconds"], "label_seconds": label_s,
             }  # fmt: skip
-            out["rows"].append(row)
-            print(json.dumps(row), flush=True)
-        if args.out:
-            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+            emit_row(out, row)
+        write_results(out, args.out)
     return out
 
 

@@ -7,8 +7,23 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic
 from spino_core.config import DataConfig, SplitConfig
-from spino_core.data.datasets import open_dataset
-from spino_core.data.split import choose_k_shot, class_coverage, write_split
+from spino_core.data.datasets import Dataset, open_dataset
+from spino_core.data.split import KShotSplit, choose_k_shot, class_coverage, write_split
+
+
+def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
+    """The k labelled images of ``train`` as ``split.*`` configures them (strategy, seed,
+    stems or indices, class coverage): one reading of the params, for the stage and the
+    benchmarks that split in memory."""
+    return choose_k_shot(
+        train.stems,
+        k=cfg.k,
+        strategy=cfg.strategy,
+        seed=cfg.seed,
+        explicit=cfg.stems,
+        indices=cfg.indices,
+        classes_of=train.classes_present,
+    )
 
 
 def make_split(
@@ -20,15 +35,7 @@ def make_split(
     whole config: the Prefect task and the flow pass just these."""
     train = open_dataset(data.layout, Path(raw), data.train_split)
     val = open_dataset(data.layout, Path(raw), data.val_split)
-    split = choose_k_shot(
-        train.stems,
-        k=cfg.k,
-        strategy=cfg.strategy,
-        seed=cfg.seed,
-        explicit=cfg.stems,
-        indices=cfg.indices,
-        classes_of=train.classes_present,
-    )
+    split = choose_split(train, cfg)
     write_split(Path(out_dir), split, val.stems)
     summary = {
         "k": cfg.k,
