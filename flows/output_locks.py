@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,10 @@ from spino_core.atomic import (
     remove_stale_work_folders,
 )
 from spino_core.errors import SpinoError
+from spino_core.ownership import check_stage_output
 from spino_core.stages.outputs import STAGE_METRICS
 
-__all__ = ["STAGE_OUTPUTS", "lock_outputs"]
+__all__ = ["STAGE_INPUTS", "STAGE_OUTPUTS", "lock_outputs"]
 
 # The ``paths.*`` folders each stage writes (its dvc.yaml outs); a test checks they agree.
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -37,30 +40,81 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The ``paths.*`` folders each stage reads (its dvc.yaml deps): held shared while it runs,
+# so a run that would replace one of them (exclusive) is refused, and the other way round.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "synth": (),
+    "split": ("raw",),
+    "train-heads": ("raw", "split"),
+    "pseudo-label": ("raw", "split", "heads"),
+    "report": ("raw", "split", "pseudo"),
+    "train-student": ("raw", "split", "pseudo"),
+    "evaluate": ("raw", "pseudo", "student"),
+}
+
+
+def _lock_file(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _holder(lock: Path) -> str:
+    """The run that holds ``lock`` exclusively, as it wrote itself there ("pid 12 (spino
+    evaluate)"), or "another spino run"."""
+    try:
+        text = lock.read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text[:200] if text.startswith("pid ") else "another spino run"
+
+
+def _take(folder: Path, key: str, stack: contextlib.ExitStack, *, exclusive: bool) -> None:
+    """flock ``.<folder>.lock`` (exclusive: to write ``folder``; shared: to read it) for the
+    stack's life, or one SpinoError line naming the run that holds it the other way."""
+    make_folder(folder.parent, f"params: paths.{key}")
+    lock = _lock_file(folder)
+    handle = stack.enter_context(lock.open("r+" if lock.exists() else "w+"))
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if exclusive:
+            raise SpinoError(
+                f"{folder}: another spino run is writing it or reading it (lock {lock}); "
+                f"wait for it to finish or stop it"
+            ) from None
+        raise SpinoError(
+            f"{folder}: {_holder(lock)} is replacing it (paths.{key}, lock {lock}); wait for "
+            f"it to finish, then rerun"
+        ) from None
+    if exclusive:  # say who holds it, for a reader refused meanwhile (a full disk: unsaid)
+        text = f"pid {os.getpid()} ({' '.join(['spino', *sys.argv[1:2]])})\n"
+        with contextlib.suppress(OSError):  # unbuffered: nothing left to fail on close
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), text.encode(), 0)
+
+
 def lock_outputs(cfg: Any, names: Sequence[str], stack: contextlib.ExitStack) -> list[Path]:
-    """Lock the output folders of stages ``names`` (CLI names) for the ``stack``'s life,
-    then clear a killed run's temps (in the folders, its ``<folder>.tmp-*`` / ``.old-*``
-    work folders, its metrics files').
+    """Lock the output folders of stages ``names`` (CLI names) for the ``stack``'s life and
+    their input folders shared, then clear a killed run's temps (in the folders, its
+    ``<folder>.tmp-*`` / ``.old-*`` work folders, its metrics files'); a folder spino did
+    not write is refused first (:mod:`spino_core.ownership`).
 
     The lock (``.<folder>.lock`` beside the folder, flock) keeps a second run of the same
-    stage out, so removing temp files cannot hit a live run's file. Returns the folders.
+    stage out, so removing temp files cannot hit a live run's file, and keeps a folder from
+    being replaced while another run reads it. Returns the output folders.
     """
     keys = [key for name in names for key in STAGE_OUTPUTS[name]]
+    for key in keys:  # before any lock file is made beside a wrong folder
+        check_stage_output(cfg, key)
     folders = [Path(getattr(cfg.paths, key)) for key in keys]
     for key, folder in zip(keys, folders, strict=True):
-        make_folder(folder.parent, f"params: paths.{key}")
-        lock = folder.parent / f".{folder.name}.lock"
-        handle = stack.enter_context(lock.open("a"))
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SpinoError(
-                f"{folder}: another spino run is writing it (lock {lock}); wait for it to "
-                f"finish or stop it"
-            ) from None
+        _take(folder, key, stack, exclusive=True)
+        check_stage_output(cfg, key)  # again, now that no other run writes there
         if folder.is_dir():
             remove_stale_temps(folder)
         remove_stale_work_folders(folder)
+    inputs = dict.fromkeys(k for name in names for k in STAGE_INPUTS[name] if k not in keys)
+    for key in inputs:  # read by this run, written by an earlier stage's run
+        _take(Path(getattr(cfg.paths, key)), key, stack, exclusive=False)
     for name in names:  # the shared metrics folder: only this stage's own files' temps
         remove_stale_temps_of(cfg.paths.metrics, STAGE_METRICS.get(name, ()))
     return folders

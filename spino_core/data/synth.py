@@ -22,7 +22,6 @@ order of generation. One scene is painted by ``synth_scene.render_scene``, with 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ from spino_core.data.classes import ALL_LABELS, by_label_id
 from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
 from spino_core.data.synth_scene import render_scene
 from spino_core.errors import ConfigError, DataError
+from spino_core.ownership import OWNED_ENTRIES, check_owned
 
 MARKER = "synth.json"  # written at the root; only a root holding it is ever replaced
 CITIES = {"train": "synthville", "val": "synthtown"}
@@ -124,13 +124,8 @@ def _validate(n_train: int, n_val: int, height: int, width: int, seed: int) -> N
 
 
 def _check_replaceable(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise DataError(f"{root}: exists and is not a directory; choose another output path")
-    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
-        raise DataError(
-            f"{root}: not empty and not made by `spino synth` (no {MARKER}); "
-            "refusing to replace it: delete it or choose another path"
-        )
+    """Only a folder ``spino synth`` wrote, holding nothing else (:mod:`spino_core.ownership`)."""
+    check_owned(root, "synth output", OWNED_ENTRIES["raw"], marker=MARKER)
 
 
 def _swap_into_place(new: Path, root: Path) -> None:

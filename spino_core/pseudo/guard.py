@@ -24,6 +24,7 @@ from spino_core.data.camera_mask import mask_digest, read_recorded_mask, record_
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.backbone import backbone_fingerprint
+from spino_core.ownership import OWNED_ENTRIES, check_owned
 
 FORMAT = "spino-pseudo/1"
 CONFIG_FILE = "config.json"
@@ -44,6 +45,27 @@ def heads_checksum(heads_dir: str | os.PathLike[str]) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return f"sha256:{digest.hexdigest()}"
+
+
+def check_claimed_heads(out_dir: str | os.PathLike[str], heads_dir: str | os.PathLike[str]) -> None:
+    """Raise SpinoError unless the heads in ``heads_dir`` are those ``out_dir`` was claimed
+    for (``config.json``'s ``heads``).
+
+    A shard loads the heads itself, after the plan fingerprinted them: a ``train-heads`` run
+    that replaced them meanwhile would label part of the pool with other heads than
+    ``config.json`` records. Shards check before and after loading.
+    """
+    path = Path(out_dir) / CONFIG_FILE
+    try:
+        claimed = json.loads(path.read_text(encoding="utf-8"))["heads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SpinoError(f"{path}: missing or unreadable; rerun the pseudo-label stage") from None
+    now = heads_checksum(heads_dir)
+    if now != claimed:
+        raise SpinoError(
+            f"{heads_dir}: the heads changed while pseudo-labelling ({claimed[:19]}... when the "
+            f"run started, {now[:19]}... now; another train-heads run?); rerun pseudo-label"
+        )
 
 
 def label_fingerprint(
@@ -90,6 +112,7 @@ def claim_output_dir(out_dir: str | os.PathLike[str], fingerprint: Mapping[str, 
 
 
 def _claim(out: Path, want: dict[str, Any]) -> None:
+    check_owned(out, "paths.pseudo", OWNED_ENTRIES["pseudo"])  # never a user's folder
     path = out / CONFIG_FILE
     fix = "delete the folder or change paths.pseudo"
     if path.is_file():

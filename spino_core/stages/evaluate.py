@@ -26,6 +26,7 @@ from spino_core.devices import resolve_device
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
 from spino_core.models.student_io import load_student
+from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report.panels import ComparisonSet, spread_picks
@@ -86,10 +87,11 @@ def training_comparison(
 
 def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     """Predict val into ``paths.student_report``, report there, summary in ``paths.metrics``."""
+    out = check_stage_output(cfg, "student_report")  # never a user's folder
     val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split)
-    out = Path(cfg.paths.student_report)
     model = load_student(cfg.paths.student, resolve_device(cfg.student.device))
     with locked_folder(out.parent), tempfile.TemporaryDirectory(prefix="spino-eval-") as work:
+        check_stage_output(cfg, "student_report")  # again, under the lock
         remove_stale_siblings(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:

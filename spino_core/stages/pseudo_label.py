@@ -21,7 +21,7 @@ from spino_core.inference.predictor import load_predictor
 from spino_core.models.backbone import DinoBackbone
 from spino_core.models.heads_io import load_heads
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
-from spino_core.pseudo.guard import claim_for_heads
+from spino_core.pseudo.guard import check_claimed_heads, claim_for_heads
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def label_one_shard(
         return []
     dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
     with lease_device(cfg.pseudo_label.device, shard_id) as device:
+        check_claimed_heads(cfg.paths.pseudo, cfg.paths.heads)  # the heads the plan claimed
         loaded = load_predictor(
             cfg.paths.heads,
             cfg.backbone,
@@ -66,6 +67,7 @@ def label_one_shard(
             precision=cfg.pseudo_label.precision,
             compile=cfg.pseudo_label.compile,
         )
+        check_claimed_heads(cfg.paths.pseudo, cfg.paths.heads)  # ... and not replaced since
         return label_shard(
             shard_id,
             stems,

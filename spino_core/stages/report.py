@@ -17,6 +17,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
 from spino_core.data.datasets import open_dataset
+from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report import build_quality_report
@@ -88,6 +89,7 @@ def report_against_ground_truth(
 
 def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
     """The pseudo-labels' report in ``paths.pseudo_report``, its summary in ``paths.metrics``."""
+    check_stage_output(cfg, "pseudo_report")  # never into a user's folder
     pseudo = Path(cfg.paths.pseudo)
     result = report_against_ground_truth(
         cfg=cfg,

@@ -15,6 +15,7 @@ from spino_core.label_generator.preview import boundary_curve_png, heads_preview
 from spino_core.label_generator.train_heads import train_heads
 from spino_core.models.backbone import DinoBackbone, create_backbone
 from spino_core.models.heads_io import save_heads
+from spino_core.ownership import check_stage_output
 from spino_core.report.overlays import write_png_rgb
 from spino_core.reproducible import without_timings
 from spino_core.stages.outputs import write_heads_metrics, write_history_csv
@@ -25,6 +26,7 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
 
     ``backbone``: an already built backbone of ``cfg.backbone`` (a benchmark shares one
     between stages); default: built here."""
+    check_stage_output(cfg, "heads")  # never into a user's folder
     split_dir, heads_dir, metrics_dir = (
         Path(cfg.paths.split),
         Path(cfg.paths.heads),

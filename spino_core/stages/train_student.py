@@ -10,6 +10,7 @@ from spino_core.checkpoints import read_checkpoint
 from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import LABELLED_FILE, read_stem_list
+from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.reproducible import without_timings
@@ -38,6 +39,7 @@ def discard_finished_checkpoint(student_dir: str | Path) -> bool:
 
 def train_student_model(cfg: SpinoConfig) -> dict[str, Any]:
     """Train (resuming from ``checkpoint.pt`` if a run was cut), write metrics + history."""
+    check_stage_output(cfg, "student")  # never into a user's folder
     discard_finished_checkpoint(cfg.paths.student)
     train = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
     pseudo_dir = Path(cfg.paths.pseudo)

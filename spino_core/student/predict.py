@@ -49,6 +49,7 @@ from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
 from spino_core.models.student_io import load_student, read_student_config
+from spino_core.ownership import check_owned
 from spino_core.student.postprocess import panoptic_inference
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -242,19 +243,13 @@ def remove_stale_siblings(out: Path) -> None:
 
 
 def _check_replaceable(out: Path) -> None:
-    """Refuse an ``out`` that is not a folder or holds anything but a previous prediction;
-    remove a killed run's temporary siblings and temp files (the caller holds the lock)."""
+    """Refuse an ``out`` that is not a folder, holds anything but a previous prediction, or
+    is (or holds) the project folder; remove a killed run's temporary siblings and temp
+    files (the caller holds the lock)."""
     remove_stale_siblings(out)
-    if out.exists() and not out.is_dir():
-        raise SpinoError(f"{out}: exists and is not a folder; choose another output folder")
+    check_owned(out, "output folder", (PANOPTIC_JSON, PANOPTIC_DIR))
     if out.is_dir():
         remove_stale_temps(out)
-        other = sorted(p.name for p in out.iterdir() if p.name not in (PANOPTIC_JSON, PANOPTIC_DIR))
-        if other:
-            raise SpinoError(
-                f"{out}: holds files that are not a prediction ({', '.join(other[:3])}); "
-                f"it would be replaced: choose a new or empty output folder"
-            )
 
 
 def swap_into_place(new: Path, out: Path) -> None:

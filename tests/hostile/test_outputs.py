@@ -135,7 +135,7 @@ def test_predict_refuses_a_folder_holding_other_files(student, tmp_path: Path) -
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    with pytest.raises(SpinoError, match=r"mine: holds files that are not a prediction"):
+    with pytest.raises(SpinoError, match=r"mine holds files spino did not write"):
         predict_folder(model_dir, images, out, progress=False, model=model)
     assert (out / "thesis.tex").read_text() == "precious"
 

@@ -40,8 +40,7 @@ def test_stage_clears_stale_temps_under_a_lock(tiny_params, tmp_path: Path) -> N
     cfg = load_config(tiny_params(tmp_path))
     heads = Path(cfg.paths.heads)
     heads.mkdir(parents=True)
-    stale = [heads / ".semantic.pt.a1b2c3d4.tmp.pt", heads / "sub" / ".x.png.zz_9y8x7.tmp.png"]
-    stale[1].parent.mkdir()
+    stale = [heads / ".semantic.pt.a1b2c3d4.tmp.pt", heads / ".val_preview.png.zz_9y8x7.tmp.png"]
     for path in stale:
         path.write_bytes(b"half")
     keep = heads / "semantic.pt"
@@ -130,9 +129,9 @@ def test_stage_clears_a_killed_runs_temporary_folders(tiny_params, tmp_path: Pat
     mine[1].write_text("the user's")
     stale = sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
     assert [n[: n.index("-")] for n in stale] == ["pseudo.old", "pseudo.old", "raw.tmp", "raw.tmp"]
-    with contextlib.ExitStack() as stack:
-        _lock_outputs(cfg, "synth", stack)
-        _lock_outputs(cfg, "pseudo-label", stack)
+    for stage in ("synth", "pseudo-label"):  # two runs (pseudo-label reads synth's output)
+        with contextlib.ExitStack() as stack:
+            _lock_outputs(cfg, stage, stack)
     left = sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
     assert left == sorted(p.name for p in mine)
 
