@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from flows.cli import STAGE_NAMES, _lock_outputs
-from flows.output_locks import STAGE_OUTPUTS
+from flows.output_locks import STAGE_INPUTS, STAGE_OUTPUTS
 from spino_core.config import load_config
 from spino_core.errors import SpinoError
 from spino_core.stages.outputs import STAGE_METRICS
@@ -34,6 +34,15 @@ def test_stage_outputs_match_dvc_yaml() -> None:
             for o in outs
         }
         assert set(STAGE_OUTPUTS[name]) == keys, name
+
+
+def test_stage_inputs_match_dvc_yaml() -> None:
+    """The folders a stage holds shared are the ``paths.*`` folders its dvc.yaml deps name."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in STAGE_NAMES:
+        deps = stages[name.replace("-", "_")].get("deps", [])
+        keys = {m[1] for d in deps if (m := re.match(r"\$\{paths\.(\w+)\}", d))}
+        assert set(STAGE_INPUTS[name]) == keys, name
 
 
 def test_stage_clears_stale_temps_under_a_lock(tiny_params, tmp_path: Path) -> None:
