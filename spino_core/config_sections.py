@@ -25,6 +25,28 @@ DINOV2_MODELS: tuple[str, ...] = tuple(
 _DINOV2_DEPTH = {"small": 12, "base": 12, "large": 24, "giant": 40}
 
 
+#: Field metadata of a setting that changes how a stage runs, not what it writes (device,
+#: sharding, batching, threads, checkpoint cadence). Everything else a stage reads is part
+#: of what its outputs record, so a setting added later is recorded unless marked here: a
+#: resumed pseudo-label folder or student checkpoint then never mixes two configurations.
+RUN_ONLY = {"affects": "run"}
+#: Field metadata of the student's post-processing (center grouping): it shapes the
+#: predictions, not the trained weights.
+POSTPROCESS = {"affects": "postprocess"}
+
+
+def recorded_settings(section: typing.Any, *, leave_out: tuple[str, ...] = ("run",)) -> dict:
+    """The fields of a config section whose ``affects`` metadata is not in ``leave_out``, in
+    declaration order: what a stage's outputs record of that section."""
+    import dataclasses
+
+    return {
+        f.name: getattr(section, f.name)
+        for f in dataclasses.fields(section)
+        if f.metadata.get("affects") not in leave_out
+    }
+
+
 def param_error(key: str, msg: str) -> typing.NoReturn:
     """Raise the one-line ``params: <dotted key>: <message>`` ConfigError."""
     raise ConfigError(f"params: {key}: {msg}")
@@ -246,18 +268,19 @@ class PseudoLabelConfig:
     # its area (official: 500 / 500 px at [1024, 2048]). null = pixel counts as given.
     min_size_reference: tuple[int, ...] | None = None
     blob_connectivity: Literal[4, 8] = 8  # thing blobs' connectivity (official: 4)
-    tile_batch_size: int = 8
-    n_shards: int = 4
-    max_failed_fraction: float = 0.05  # the stage fails if more images than this fail
-    device: str = "auto"
+    tile_batch_size: int = field(default=8, metadata=RUN_ONLY)
+    n_shards: int = field(default=4, metadata=RUN_ONLY)
+    # the stage fails if more images than this fail
+    max_failed_fraction: float = field(default=0.05, metadata=RUN_ONLY)
+    device: str = field(default="auto", metadata=RUN_ONLY)
     # Throughput only (labels unchanged on CPU): images whose tiles share forward batches,
     # decoding/fusion/PNG writing overlapped with the forwards, writer threads, bf16 autocast
     # ("auto": bf16 on CUDA, fp32 on CPU) and torch.compile of the backbone.
-    batch_images: int = 1
-    overlap: bool = True
-    writer_threads: int = 2
-    precision: str = "auto"
-    compile: bool = False
+    batch_images: int = field(default=1, metadata=RUN_ONLY)
+    overlap: bool = field(default=True, metadata=RUN_ONLY)
+    writer_threads: int = field(default=2, metadata=RUN_ONLY)
+    precision: str = "auto"  # recorded resolved: bf16 changes the labels
+    compile: bool = field(default=False, metadata=RUN_ONLY)
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -340,17 +363,18 @@ class StudentConfig:
     lr_schedule: Literal["poly", "step"] = "poly"  # poly: (1 - t/T)^0.9; step: see lr_step
     lr_step: int = 0  # step schedule: lr x lr_gamma from this step on
     lr_gamma: float = 0.1
-    checkpoint_every: int = 200
-    device: str = "auto"
+    checkpoint_every: int = field(default=200, metadata=RUN_ONLY)
+    device: str = field(default="auto", metadata=RUN_ONLY)
     seed: int = 0
     # inference (center grouping)
-    center_threshold: float = 0.1
-    nms_kernel: int = 7
-    top_k: int = 200
-    stuff_area: int = 2048  # stuff segments smaller than this become void (px of that grid)
+    center_threshold: float = field(default=0.1, metadata=POSTPROCESS)
+    nms_kernel: int = field(default=7, metadata=POSTPROCESS)
+    top_k: int = field(default=200, metadata=POSTPROCESS)
+    # stuff segments smaller than this become void (px of that grid)
+    stuff_area: int = field(default=2048, metadata=POSTPROCESS)
     # output: upsample the three outputs to the image, then group (ours); network: group at
     # the network input size, then upsample the panoptic map nearest (official, faster).
-    postprocess_at: Literal["output", "network"] = "output"
+    postprocess_at: Literal["output", "network"] = field(default="output", metadata=POSTPROCESS)
 
     def __post_init__(self) -> None:
         if self.mixed_batches and self.batch_size < 2:

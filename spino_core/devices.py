@@ -36,6 +36,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` on CUDA, ``"fp32"`` elsewhere; ``"bf16"``/``"fp32"`` as given.
+
+    The one place the rule lives: the pseudo-label plan records the resolved value (bf16
+    changes the labels) and the shards run with the same one.
+    """
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 def gpu_count() -> int:
     """Visible CUDA devices (0 on a CPU-only machine)."""
     return torch.cuda.device_count()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import BackboneConfig
-from spino_core.devices import resolve_device
+from spino_core.devices import resolve_device, resolve_precision
 from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import PredictFn
 from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
@@ -51,8 +51,8 @@ class TorchPredictor:
         upsample its logits (the head is trained at ``heads.boundary_scale`` of its input,
         and its MLP at full tile resolution is the dominant CPU cost).
 
-        ``precision``: "bf16" runs the heads under bf16 autocast (the backbone autocasts to
-        bf16 on CUDA by itself), "fp32" does not; outputs are float32 either way.
+        ``precision``: "bf16" runs the backbone (on CUDA) and the heads under bf16 autocast,
+        "fp32" neither; outputs are float32 either way.
         ``compile``: ``torch.compile`` the backbone (True: the default inductor backend, a
         string: that backend, e.g. "eager" to test the wiring on CPU); batches smaller than
         the largest seen are padded to it, so one compiled graph serves every call.
@@ -67,6 +67,8 @@ class TorchPredictor:
         self.boundary_head = boundary_head.to(self.device).eval()
         self.boundary_scale = float(boundary_scale)
         self.precision = precision
+        if hasattr(self.backbone, "precision"):  # a DinoBackbone: fp32 means fp32 there too
+            self.backbone.precision = precision
         self.n_forwards = 0
         self._features: Callable[..., list[torch.Tensor]] = self.backbone
         self._pad_to = 0  # with compile: the batch size every call is padded to
@@ -155,8 +157,7 @@ def load_predictor(
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
     loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights
     dev = resolve_device(device)
-    if precision == "auto":
-        precision = "bf16" if dev.type == "cuda" else "fp32"
+    precision = resolve_precision(precision, dev)
     predictor = TorchPredictor(
         backbone,
         loaded.heads.semantic,

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import DINOV2_MODELS, BackboneConfig
+from spino_core.devices import resolve_precision
 from spino_core.errors import ConfigError, SpinoError
 
 if TYPE_CHECKING:  # timm (and the torchvision it imports, ~2 s) only where a model is built
@@ -94,6 +95,9 @@ class DinoBackbone(nn.Module):
         cfg = vit.pretrained_cfg
         self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        # "auto": bf16 autocast on CUDA (training the heads and the student); "fp32" / "bf16"
+        # as a predictor asks (``pseudo_label.precision``): fp32 must mean fp32 on a GPU too.
+        self.precision = "auto"
         depth = len(vit.blocks)
         bad = [b for b in self.blocks if not -depth <= b < depth]
         if bad:
@@ -104,6 +108,10 @@ class DinoBackbone(nn.Module):
     def out_channels(self) -> int:
         """Channels of the features concatenated over ``blocks`` (what the heads see)."""
         return self.embed_dim * len(self.blocks)
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether the forward runs under bf16 autocast on ``device`` (CUDA only)."""
+        return resolve_precision(self.precision, device) == "bf16" and device.type == "cuda"
 
     def train(self, mode: bool = True) -> DinoBackbone:
         """Stay in eval mode whatever the caller asks: the backbone is frozen."""
@@ -122,7 +130,7 @@ class DinoBackbone(nn.Module):
         device = next(self.vit.parameters()).device
         with torch.inference_mode():
             x = preprocess(images.to(device), size, self.mean, self.std)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.uses_bf16(device)):
                 feats = self.vit.forward_intermediates(
                     x,
                     indices=self.blocks,

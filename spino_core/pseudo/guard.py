@@ -20,6 +20,7 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic
 from spino_core.config import BackboneConfig, PseudoLabelConfig
+from spino_core.config_sections import recorded_settings
 from spino_core.data.camera_mask import mask_digest, read_recorded_mask, record_mask
 from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
@@ -81,9 +82,9 @@ def label_fingerprint(
     ``camera_mask``: the digest of the static camera mask (``camera_mask.mask_digest``);
     the key is left out without one, so folders labelled before the mask existed match.
     """
-    keep = ("semantic_scales", "boundary_scales", "boundary_threshold")
-    keep += ("min_blob_px", "min_instance_px", "min_size_reference", "blob_connectivity")
-    keep += ("precision",)  # bf16 changes the labels
+    # everything the stage reads but how it runs (config_sections.RUN_ONLY); ``pseudo``
+    # comes resolved: a boundary threshold, not "auto"; a precision, not "auto"
+    keep = list(recorded_settings(pseudo))
     return {
         "format": FORMAT,
         "heads": heads_id,

@@ -7,7 +7,7 @@ once, before any shard starts, so shards never race on the claim.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.camera_mask import read_recorded_mask
 from spino_core.data.datasets import open_dataset
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
-from spino_core.devices import lease_device
+from spino_core.devices import lease_device, resolve_device, resolve_precision
 from spino_core.inference.calibration import resolve_boundary_threshold
 from spino_core.inference.predictor import load_predictor
 from spino_core.models.backbone import DinoBackbone
@@ -34,10 +34,12 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     """Check heads and output folder once, before any shard starts (no races, early errors)."""
     stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
     heads = load_heads(cfg.paths.heads, expected_backbone=cfg.backbone)
+    pseudo = resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads)
+    device = resolve_device(pseudo.device)  # the shards' kind of device (cuda:i, or cpu)
     claim_for_heads(  # records the labels' fingerprint in config.json, or checks it
         cfg.paths.pseudo,
         cfg.paths.heads,
-        pseudo=resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads),
+        pseudo=replace(pseudo, precision=resolve_precision(pseudo.precision, device)),
         backbone=cfg.backbone,
         input_hw=heads.input_size,
     )

@@ -46,6 +46,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from spino_core.config import BackboneConfig, StudentConfig, as_plain_dict
+from spino_core.config_sections import recorded_settings
 from spino_core.data.camera_mask import mask_digest
 from spino_core.data.sample import Sample
 from spino_core.devices import resolve_device
@@ -66,16 +67,6 @@ from spino_core.student.losses import student_loss
 
 __all__ = ["StudentResult", "make_optimizer", "run_fingerprint", "train_student"]
 
-# Settings that do not change the trained weights: free to differ on resume.
-_NOT_HYPER = (
-    "device",
-    "checkpoint_every",
-    "center_threshold",
-    "nms_kernel",
-    "top_k",
-    "stuff_area",
-    "postprocess_at",
-)
 _HISTORY_KEYS = ("loss", "semantic", "center", "offset", "lr")
 
 
@@ -141,7 +132,9 @@ def run_fingerprint(
     ``backbone_weights`` is the backbone's weights fingerprint (what it is, not where it
     was read from).
     """
-    student = {k: v for k, v in as_plain_dict(cfg).items() if k not in _NOT_HYPER}
+    # every setting but how the run goes and the post-processing (config_sections.RUN_ONLY)
+    kept = recorded_settings(cfg, leave_out=("run", "postprocess"))
+    student = {k: v for k, v in as_plain_dict(cfg).items() if k in kept}
     return {
         "backbone": {**as_plain_dict(backbone_cfg), "weights": backbone_weights},
         "student": student,

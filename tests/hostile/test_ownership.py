@@ -9,6 +9,7 @@ user left there; shards reloaded heads that a ``train-heads`` run had replaced s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -172,6 +173,8 @@ def test_heads_replaced_during_pseudo_labelling_stop_the_run(tiny_params, tmp_pa
     train_label_heads(cfg)
     plan = pseudo_label.plan_pseudo_labels(cfg)
     assert len(plan.shards) == 2 and all(plan.shards)
+    claimed = json.loads((Path(cfg.paths.pseudo) / "config.json").read_text())
+    assert claimed["pseudo_label"]["precision"] == "fp32"  # "auto", resolved for this CPU
     first = pseudo_label.label_one_shard(0, plan.shards[0], cfg)
     assert [r.stem for r in first] == plan.shards[0]
     old = heads_checksum(cfg.paths.heads)
