@@ -123,3 +123,7 @@ def _decode_rgb(data: bytes) -> np.ndarray | None:
         return kornia_rs.io.decode_image_png_u8(data, (h, w), _KORNIA_MODES[colour])
     except Exception:  # kornia-rs raises plain Exception for every decoding error
         return None
+    except BaseException as e:  # a Rust panic arrives as pyo3's PanicException
+        if type(e).__name__ != "PanicException":
+            raise
+        return None

@@ -149,3 +149,27 @@ def test_other_pngs_get_the_projects_error(tmp_path: Path, kind: str) -> None:
     with pytest.raises(DataError) as e:
         read_panoptic_runs(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_decoder_failures_fall_back_to_opencv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kornia-rs error or Rust panic (pyo3's PanicException, a BaseException) is not fatal:
+    OpenCV decodes the file or names the problem. Ctrl-C still stops the run."""
+
+    class PanicException(BaseException):
+        pass
+
+    ids = _maps(np.random.default_rng(8))[3]
+    write_panoptic_png(tmp_path / "m.png", ids)
+    for error in (Exception("bad"), PanicException("boom"), KeyboardInterrupt()):
+
+        def decode(*args: object, error: BaseException = error) -> np.ndarray:
+            raise error
+
+        monkeypatch.setattr(panoptic_runs.kornia_rs.io, "decode_image_png_u8", decode)
+        if isinstance(error, KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt):
+                read_panoptic_runs(tmp_path / "m.png")
+        else:
+            assert np.array_equal(read_panoptic_runs(tmp_path / "m.png").to_ids(), ids)
