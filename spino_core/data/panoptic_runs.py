@@ -103,7 +103,7 @@ def runs_from_rgb(rgb: np.ndarray) -> PanopticRuns:
     """
     h, w = rgb.shape[:2]
     if rgb.shape[2] == 3:
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+        rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
     runs = runs_from_ids(np.ascontiguousarray(rgb).view("<u4").reshape(h, w))
     return PanopticRuns((h, w), runs.starts, runs.ids & 0xFFFFFF)
 

@@ -119,6 +119,7 @@ def test_runs_from_rgb_ignores_alpha() -> None:
     rgba = np.dstack([id2rgb(ids), np.arange(ids.size, dtype=np.uint8).reshape(ids.shape)])
     runs = runs_from_rgb(rgba)
     assert np.array_equal(runs.to_ids(), ids) and runs.ids.dtype == np.int64
+    assert np.array_equal(runs_from_rgb(rgba[:, :, :3]).to_ids(), ids)  # a strided view
 
 
 def test_corrupt_stream_is_one_line(tmp_path: Path) -> None:
