@@ -286,8 +286,12 @@ def main() -> None:
         default="opencv,pillow",
         help="comma-separated: opencv (as generated), pillow (both sides re-written by Pillow)",
     )
+    ap.add_argument(
+        "--pil-gt", action="store_true", help="add pillow to --writers (kept for old commands)"
+    )
     args = ap.parse_args()
-    writers = args.writers.split(",")
+    writers = args.writers.split(",") + (["pillow"] if args.pil_gt else [])
+    writers = list(dict.fromkeys(writers))
     if not set(writers) <= {"opencv", "pillow"}:
         raise SystemExit(f"--writers: unknown {sorted(set(writers) - {'opencv', 'pillow'})}")
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_pq_"))
