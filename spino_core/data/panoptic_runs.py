@@ -4,25 +4,25 @@ Panoptic maps are piecewise constant: a 1024x2048 map has ~2M pixels but ~10-30k
 (maximal stretches of one id in row-major order). The metrics only need per-segment pixel
 counts of pairs of maps, which runs give exactly, so the evaluation works on runs.
 
-PNGs written by OpenCV (every PNG this project writes: pseudo-labels, predictions,
-converted ground truth) filter every row with PNG's *Sub* filter: each byte stores the
-difference to the same channel of the pixel on its left. A pixel therefore starts a run
-exactly where one of its filtered bytes is non-zero, and the run's id is a running sum of
-those few bytes. :func:`read_panoptic_runs` reads such files straight from the inflated
-stream (raw inflate after checking the chunk CRC-32s, a word-wise ``flatnonzero``, sums
-over the ~1% non-zero bytes), skipping the PNG unfiltering and the per-pixel id
-conversion: ~6 ms per 1024x2048 map instead of ~14 ms through OpenCV. Any other PNG (other filters, alpha, interlacing, 16 bit, a corrupt stream) is
-decoded with OpenCV by :func:`~spino_core.data.coco_panoptic.read_panoptic_png`, which
-also gives the error messages. Both paths give identical runs (tested).
+Decoding is the floor of an evaluation, and PNG decoders differ by 4x on these files: the
+deflate streams of panoptic maps are long repeats at a distance of one pixel (3 bytes),
+which zlib 1.2 inflates byte by byte (~10 ms per 1024x2048 map here), and zlib is what
+OpenCV, Pillow, libpng and libspng (imagecodecs) decode with. kornia-rs (Rust: the ``png``
+crate) decodes any filter type, interlaced or not, 8-bit RGB or RGBA, in ~3-4 ms, CRC-checked
+(benchmarks/bench_png_decoders.py; RESULTS.md). :func:`read_panoptic_runs` decodes those
+with it; other PNGs (palette, grey, 16 bit, corrupt) go through OpenCV by
+:func:`~spino_core.data.coco_panoptic.read_panoptic_png`, which expands palettes and gives the
+project's error messages. Both paths give identical runs (tested).
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import kornia_rs
 import numpy as np
 
 from spino_core.data.coco_panoptic import read_panoptic_png
@@ -30,9 +30,7 @@ from spino_core.data.image_io import check_pixels
 from spino_core.errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SUB = 1  # PNG filter type
-_MAX_INFLATE = 1032  # deflate's largest expansion ratio
-_UNBOUNDED_INFLATE_BYTES = 64 << 20
+_KORNIA_MODES = {2: "rgb", 6: "rgba"}  # IHDR colour type -> decode mode (8-bit only)
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class PanopticRuns:
     ``starts``: (K,) int64, increasing, ``starts[0] == 0``: flat index of each run's first
     pixel; ``ids``: (K,) int64 segment id of each run (0 = void). Run ``i`` covers
     ``[starts[i], starts[i + 1])`` (the last one up to ``H * W``). Neighbouring runs may
-    hold the same id (every row start is a run start on the fast path).
+    hold the same id (where only an RGBA map's alpha changes).
     """
 
     shape: tuple[int, int]
@@ -91,110 +89,41 @@ def read_panoptic_runs(path: Path) -> PanopticRuns:
             f"{path}: cannot read panoptic PNG ({e.strerror or e}); check the path"
         ) from None
     check_pixels(path, data, what="panoptic PNG")
-    runs = _sub_filtered_runs(data)
-    return runs if runs is not None else runs_from_ids(read_panoptic_png(path))
+    rgb = _decode_rgb(data)
+    return runs_from_rgb(rgb) if rgb is not None else runs_from_ids(read_panoptic_png(path))
 
 
-def _png_parts(data: bytes) -> tuple[bytes, bytes] | None:
-    """(IHDR body, concatenated IDAT bodies) of a PNG, or None if not a plain, intact one.
+def runs_from_rgb(rgb: np.ndarray) -> PanopticRuns:
+    """Runs of an (H, W, 3 | 4) uint8 RGB(A) panoptic map; alpha is ignored (as panopticapi).
 
-    The chunks' CRC-32s are checked (as libpng does), which is what lets :func:`_inflate`
-    skip zlib's own Adler-32 of the inflated bytes.
+    The map is widened to RGBA (one SIMD pass in OpenCV, ~0.6 ms at 1024x2048) and read as
+    little-endian uint32 words ``R + G<<8 + B<<16 + A<<24``, so finding the runs is one
+    comparison of 2M words instead of building int64 ids first. A change of alpha alone
+    starts a run too; its id is the same as its neighbour's, which runs allow.
     """
-    if not data.startswith(_PNG_SIGNATURE):
-        return None
-    pos, ihdr, idat = 8, None, []
-    while pos + 8 <= len(data):
-        (n,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        if pos + 12 + n > len(data):
-            return None
-        if kind in (b"IHDR", b"IDAT"):
-            body = data[pos + 8 : pos + 8 + n]
-            (crc,) = struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])
-            if zlib.crc32(kind + body) != crc:
-                return None  # corrupt: OpenCV names the problem
-            if kind == b"IHDR":
-                ihdr = body
-            else:
-                idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + n
-    if ihdr is None or len(ihdr) != 13 or not idat:
-        return None
-    return ihdr, b"".join(idat)
+    h, w = rgb.shape[:2]
+    if rgb.shape[2] == 3:
+        rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
+    runs = runs_from_ids(np.ascontiguousarray(rgb).view("<u4").reshape(h, w))
+    return PanopticRuns((h, w), runs.starts, runs.ids & 0xFFFFFF)
 
 
-def _inflate(stream: bytes, size: int) -> bytes | None:
-    """Exactly ``size`` inflated bytes of a zlib stream, or None (corrupt, short or long).
+def _decode_rgb(data: bytes) -> np.ndarray | None:
+    """(H, W, 3 | 4) uint8 of an 8-bit RGB or RGBA PNG by kornia-rs, or None.
 
-    The deflate stream is inflated raw (``wbits=-15``): the Adler-32 of the ~6 MB output
-    costs ~2.5 ms per 1024x2048 map, 40% of inflating it, and the PNG chunk CRC-32s that
-    :func:`_png_parts` checked already guard the stored bytes. ``zlib.decompress`` with the
-    exact ``bufsize`` makes one allocation and no copy (~1 ms and ~3k page faults less per
-    1024x2048 map than a decompressobj), but does not stop at
-    ``size``: it is used only where deflate's largest expansion (1032:1) keeps the output
-    under 64 MiB, so a hostile stream cannot exhaust memory; larger streams are inflated
-    with a ``max_length`` bound.
+    None for any other PNG and for files kornia-rs refuses (it checks the chunk CRCs and the
+    stream): OpenCV then decodes them or names the problem in the project's words.
     """
-    if len(stream) < 2 or (stream[0] & 0x0F) != 8 or stream[1] & 0x20:
-        return None  # not deflate, or a preset dictionary
-    if (stream[0] << 8 | stream[1]) % 31:
-        return None  # corrupt zlib header
+    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
+    if depth != 8 or colour not in _KORNIA_MODES or not w * h:
+        return None
     try:
-        if len(stream) * _MAX_INFLATE <= max(size, _UNBOUNDED_INFLATE_BYTES):
-            raw = zlib.decompress(stream[2:], wbits=-15, bufsize=size)
-        else:
-            inflater = zlib.decompressobj(wbits=-15)
-            raw = inflater.decompress(stream[2:], size + 1)
-            if not inflater.eof:
-                return None
-    except zlib.error:
-        return None  # OpenCV reports the corrupt stream
-    return raw if len(raw) == size else None
-
-
-def _sub_filtered_runs(data: bytes) -> PanopticRuns | None:
-    """Runs straight from an 8-bit RGB PNG whose rows all use the Sub filter; else None."""
-    parts = _png_parts(data)
-    if parts is None:
+        return kornia_rs.io.decode_image_png_u8(data, (h, w), _KORNIA_MODES[colour])
+    except Exception:  # kornia-rs raises plain Exception for every decoding error
         return None
-    w, h, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", parts[0])
-    if (depth, colour, compression, filtering, interlace) != (8, 2, 0, 0, 0) or not w * h:
+    except BaseException as e:  # a Rust panic arrives as pyo3's PanicException
+        if type(e).__name__ != "PanicException":
+            raise
         return None
-    stride = 1 + 3 * w
-    raw = _inflate(parts[1], h * stride)
-    if raw is None:
-        return None
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    filters = buf[: h * stride : stride]
-    # One pixel per row: Sub and None (0) are the same (the left neighbour counts as 0).
-    if not ((filters == _SUB) | ((filters == 0) & (w == 1))).all():
-        return None
-    # Non-zero bytes, 8 at a time: ~1% of the words hold any.
-    n8 = buf.size // 8 * 8
-    as_words = buf[:n8].view(np.uint64)
-    words = np.flatnonzero(as_words != 0)
-    word_bytes = as_words[words].view(np.uint8)  # (8 * nnz,) the bytes of those words
-    hit = np.flatnonzero(word_bytes)
-    tail = np.flatnonzero(buf[n8:])
-    pos = np.concatenate([words[hit >> 3] * 8 + (hit & 7), n8 + tail])
-    val = np.concatenate([word_bytes[hit], buf[n8:][tail]]).astype(np.int64)
-    row, col = np.divmod(pos, stride)
-    keep = col > 0  # the filter-type bytes
-    row, col, val = row[keep], col[keep] - 1, val[keep]
-    x, channel = np.divmod(col, 3)
-    pixel = row * w + x
-    row_starts = np.arange(h, dtype=np.int64) * w
-    starts = merge_starts(row_starts, pixel[x > 0])  # every non-zero byte's pixel is in
-    # (K, 3) filtered bytes per run start; a channel's value is the running sum of its
-    # bytes since the row began, mod 256.
-    filtered = np.zeros((starts.size, 3), dtype=np.int64)
-    filtered[np.searchsorted(starts, pixel), channel] = val
-    total = np.cumsum(filtered, axis=0)
-    first = np.searchsorted(starts, row_starts)[starts // w]  # index of the row's start
-    before = np.where((first > 0)[:, None], total[first - 1], 0)
-    rgb = (total - before) & 255
-    ids = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16)
-    return PanopticRuns((h, w), starts, ids)

@@ -4,7 +4,7 @@ Backs ``spino evaluate-panoptic``; the numbers equal cityscapesscripts'
 ``evaluatePanoptic`` on consistent files (areas are counted from the PNGs and must match
 the JSON's, see :mod:`spino_core.metrics.panoptic`). The work is done by the shared engine
 (:mod:`spino_core.metrics.engine`, a thread pool over images). Start-up must stay light:
-numpy, cv2, json and tqdm only (no torch / prefect / mlflow).
+numpy, cv2, kornia_rs (~2 ms), json and tqdm only (no torch / prefect / mlflow).
 
     python -m spino_core.metrics.evaluate_files --gt-json G.json --gt-dir G \\
         --pred-json P.json --pred-dir P [--out metrics.json] [--with-miou]

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from spino_core.data.classes import coco_categories
 from spino_core.data.coco_panoptic import segments_info_from_ids, write_panoptic_json
@@ -90,13 +91,28 @@ def pair_set(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return (*_write_set(root / "gt", gts), *_write_set(root / "pred", preds))
 
 
-def test_equals_cityscapesscripts(pair_set: tuple, tmp_path: Path) -> None:
+def _pillow_copy(src: Path, dst: Path) -> Path:
+    """Every PNG of ``src`` re-written by Pillow (adaptive row filters: Up, Paeth, ...), as
+    cityscapesscripts' ``createPanopticImgs`` writes the official Cityscapes ground truth."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for png in src.glob("*.png"):
+        Image.open(png).save(dst / png.name)
+    return dst
+
+
+@pytest.mark.parametrize("writer", ["opencv", "pillow"])
+def test_equals_cityscapesscripts(pair_set: tuple, tmp_path: Path, writer: str) -> None:
     from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
 
     gt_json, gt_dir, pred_json, pred_dir = pair_set
-    ref = evaluatePanoptic(gt_json, gt_dir, pred_json, pred_dir, tmp_path / "ref.json")
+    if writer == "pillow":
+        gt_dir = _pillow_copy(gt_dir, tmp_path / "gt_png")
+        pred_dir = _pillow_copy(pred_dir, tmp_path / "pred_png")
+        assert (gt_dir / "img0.png").read_bytes() != (pair_set[1] / "img0.png").read_bytes()
+    files = (gt_json, gt_dir, pred_json, pred_dir)
+    ref = evaluatePanoptic(*files, tmp_path / "ref.json")
     for workers in (1, 2):
-        ours = evaluate_panoptic_files(*pair_set, workers=workers, progress=False)
+        ours = evaluate_panoptic_files(*files, workers=workers, progress=False)
         assert ours["images"] == 6
         for group in ("All", "Things", "Stuff"):
             assert ours[group]["n"] == ref[group]["n"] > 0
