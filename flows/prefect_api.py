@@ -192,8 +192,10 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
         try:
             updates = {PREFECT_API_URL: server.url, PREFECT_UI_URL: env[UI_URL_ENV]}
             with temporary_settings(updates=updates):
-                yield server
-                _drain_prefect()
+                try:
+                    yield server
+                finally:  # also after a failed run: its logs, before the server stops
+                    _drain_prefect()
         finally:
             for key, value in before.items():
                 if value is None:
