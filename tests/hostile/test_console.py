@@ -74,3 +74,20 @@ def test_full_disk_in_a_stage_is_one_line(tiny_params, tmp_path: Path) -> None:
         assert [p.name for p in (mnt / "split").iterdir()] == []
     finally:
         subprocess.run(["umount", "--lazy", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_a_stage_prints_no_library_chatter(tiny_params, tmp_path: Path) -> None:
+    """Console audit (issue 26): a stage on a fresh clone prints its progress and its result
+    line, not MLflow's "Creating initial MLflow database tables..." / "Updating database
+    tables" (the database is created on first use: no news to the user)."""
+    db = tmp_path / "mlflow.db"
+    mlflow = {"tracking_uri": f"sqlite:///{db}", "experiment": "audit"}
+    params = tiny_params(tmp_path, mlflow=mlflow, paths={"raw": str(tmp_path / "raw")})
+    proc = _spino("synth", "--params", str(params))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert db.is_file()
+    out = proc.stdout + proc.stderr
+    assert "database tables" not in out, out[-3000:]
+    assert "WARNING" not in out and "Traceback" not in out, out[-3000:]
+    assert "spino synth: 6 train, 2 val images" in out, out[-3000:]
