@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.console import quiet_user_errors
+from flows.console import quiet_libraries, quiet_user_errors
 from spino_core.errors import SpinoError
 
 # Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
@@ -273,6 +273,7 @@ def _stage_flow(command: str) -> Any:
 
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Path]) -> None:
+    quiet_libraries()
     if args.command == "evaluate-panoptic":
         _evaluate_panoptic(args)
         return

@@ -3,7 +3,8 @@
 A :class:`~spino_core.errors.SpinoError` (bad input, bad params) is printed by the CLI as
 one line and exit code 2; Prefect would also log it with a traceback on the console. The
 filter here removes those records from the console handler only, so the Prefect run logs
-(the API handler) keep everything.
+(the API handler) keep everything. Library loggers whose INFO lines tell a user nothing
+(:data:`QUIET_LOGGERS`, found by the console audit of issue 26) are raised to WARNING.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ import re
 
 from spino_core.errors import SpinoError
 
-__all__ = ["UserErrorFilter", "quiet_user_errors", "user_error_names"]
+__all__ = [
+    "QUIET_LOGGERS",
+    "UserErrorFilter",
+    "quiet_libraries",
+    "quiet_user_errors",
+    "user_error_names",
+]
+
+#: Library loggers whose INFO lines are no news to the user of a ``spino`` command (their
+#: warnings and errors still show), with why.
+QUIET_LOGGERS = {
+    # "Creating initial MLflow database tables..." / "Updating database tables": the
+    # tracking database is created on first use, as params.yaml says.
+    "mlflow.store.db.utils": "creates the MLflow database on first use",
+}
 
 
 class UserErrorFilter(logging.Filter):
@@ -39,6 +54,12 @@ def user_error_names() -> set[str]:
         names.add(cls.__name__)
         todo.extend(cls.__subclasses__())
     return names
+
+
+def quiet_libraries() -> None:
+    """Raise :data:`QUIET_LOGGERS` to WARNING (before the libraries log anything)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def quiet_user_errors() -> None:

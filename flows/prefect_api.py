@@ -15,26 +15,33 @@ forever (re-parented to PID 1), and each ``dvc repro`` stage paid its ~7 s start
 
 ``spino with-prefect CMD`` runs ``CMD`` (``dvc repro``) with one such server for all its
 stages. A configured API (``PREFECT_API_URL`` in the environment or the active Prefect
-profile: ``prefect server start``, Prefect Cloud) is used as is; nothing is started.
+profile: ``prefect server start``, Prefect Cloud) is used as is; nothing is started. It is
+asked once first (:func:`check_api`): a server that is down or never answers is one line
+within seconds, not Prefect's tracebacks after its retries (minutes, for a silent one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
+import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from spino_core.errors import SpinoError
 
 API_URL_ENV = "PREFECT_API_URL"
 UI_URL_ENV = "PREFECT_UI_URL"
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+API_CHECK_TIMEOUT_S = 5.0  # a configured API that has not answered /health by then is hung
 
 # The server process: `python -c _CHILD <fd> <parent pid>`. It never imports from the
 # caller's working directory (sys.path[0]), dies with its parent, serves on the given socket.
@@ -148,6 +155,78 @@ def configured_api_url() -> str | None:
     return get_current_settings().api.url or None
 
 
+def check_api(url: str, timeout_s: float = API_CHECK_TIMEOUT_S) -> None:
+    """Raise a one-line SpinoError when the configured API is down, silent or no Prefect API.
+
+    Any answer but a 404 counts as reached: authentication and TLS settings are Prefect's
+    to report (Prefect Cloud answers without a key too).
+    """
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404 or "api.prefect.cloud" in url:
+            return
+        problem = "answers, but not as a Prefect API (HTTP 404 for /health; it ends in /api)"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, ssl.SSLError):
+            return
+        if isinstance(reason, ValueError) or "unknown url type" in str(reason):
+            problem = "is not a URL like http://127.0.0.1:4200/api"
+        elif isinstance(reason, TimeoutError):
+            problem = f"did not answer within {timeout_s:g} s (a hung server, a firewall)"
+        elif isinstance(reason, ConnectionRefusedError):
+            problem = "cannot be reached (connection refused: no server on that port)"
+        else:
+            problem = f"cannot be reached ({reason})"
+    where, unset = api_url_source()
+    raise SpinoError(
+        f"the Prefect API {url} ({where}) {problem}: start that server "
+        f"(`prefect server start`), or {unset} and spino starts a temporary one per command "
+        "(`spino with-prefect dvc repro`: one for all stages)"
+    )
+
+
+def api_url_source() -> tuple[str, str]:
+    """(where ``PREFECT_API_URL`` is set, how to unset it), in Prefect's order of precedence:
+    environment, ``.env``, ``prefect.toml``, ``pyproject.toml``, the active profile."""
+    if os.environ.get(API_URL_ENV):
+        return f"environment variable {API_URL_ENV}", f"`unset {API_URL_ENV}`"
+    dotenv = Path(".env")
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if re.search(rf"^\s*(export\s+)?{API_URL_ENV}\s*=", dotenv.read_text(), re.MULTILINE):
+            return f"set in {dotenv.resolve()}", f"remove {API_URL_ENV} from that file"
+    for name, keys in (("prefect.toml", ("api",)), ("pyproject.toml", ("tool", "prefect", "api"))):
+        with contextlib.suppress(Exception):  # unreadable: Prefect says so itself
+            table = _read_toml(Path(name))
+            for key in keys:
+                table = table.get(key, {})
+            if table.get("url"):
+                return f"set in {Path(name).resolve()}", "remove api.url from that file"
+    with contextlib.suppress(Exception):
+        from prefect.settings import PREFECT_API_URL
+        from prefect.settings.profiles import load_current_profile
+
+        profile = load_current_profile()
+        if profile.settings.get(PREFECT_API_URL):
+            return (
+                f"set in Prefect profile {profile.name!r} ({profile.source})",
+                f"`prefect config unset {API_URL_ENV}`",
+            )
+    return "set in Prefect's settings", "unset it (`prefect config view --show-sources`)"
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: Prefect's own TOML reader
+        import toml
+
+        return toml.loads(path.read_text())
+    return tomllib.loads(path.read_text())
+
+
 def _drain_prefect() -> None:
     """Send the logs and events Prefect still queues while the server is up."""
     with contextlib.suppress(Exception):
@@ -173,13 +252,15 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
     """
     global _current
     known = os.environ.get(API_URL_ENV) or "prefect.settings" in sys.modules
-    if known and configured_api_url():  # Prefect already imported: ask it first
+    if known and (url := configured_api_url()):  # Prefect already imported: ask it first
+        check_api(url)
         yield None
         return
     server = TemporaryServer()
     try:
-        if configured_api_url():  # a profile's API: the speculative server is not needed
+        if url := configured_api_url():  # a profile's API: the speculative server is not needed
             server.stop()
+            check_api(url)
             yield None
             return
         from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
@@ -192,8 +273,10 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
         try:
             updates = {PREFECT_API_URL: server.url, PREFECT_UI_URL: env[UI_URL_ENV]}
             with temporary_settings(updates=updates):
-                yield server
-                _drain_prefect()
+                try:
+                    yield server
+                finally:  # also after a failed run: its logs, before the server stops
+                    _drain_prefect()
         finally:
             for key, value in before.items():
                 if value is None:

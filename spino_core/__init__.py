@@ -1,0 +1,1 @@
+"""SPINO library code: data, models, label generator, pseudo-labels, student, metrics, reports."""

@@ -1,0 +1,1 @@
+"""The label generator: training the semantic and boundary heads on the k labelled images."""

@@ -125,9 +125,16 @@ def _per_image_rows(images: Sequence[ImageResult], confidence: Mapping[str, Any]
 
 
 def _write_overlays(
-    ev: Evaluation, load_image: Callable[[Any], Any], out: Path, n_overlays: int, name: str
+    ev: Evaluation,
+    load_image: Callable[[Any], Any],
+    out: Path,
+    n_overlays: int,
+    prediction_name: str,
 ) -> list[dict]:
-    """Draw the picked images; returns [{name, stem, pq, rank, path}] in display order."""
+    """Draw the picked images; returns [{name, stem, pq, rank, path}] in display order.
+
+    ``name`` (best, median, worst, pNN) names the file and the caption; the prediction's
+    panel is titled ``prediction_name`` (what it shows)."""
     ranked = rank_images(ev.images)
     done = []
     for name, rank in overlay_picks(len(ranked), n_overlays):
@@ -146,7 +153,7 @@ def _write_overlays(
             (gt_ids, gt_segs),
             ev.gt.categories,
             caption,
-            prediction_name=name,
+            prediction_name=prediction_name,
         )
         path = out / "overlays" / f"{name}.png"
         write_png_rgb(path, picture)

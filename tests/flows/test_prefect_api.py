@@ -3,17 +3,22 @@ started), ``spino with-prefect CMD`` gives all of CMD's stages one server and st
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+
+from flows.cli import STAGE_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,6 +58,46 @@ def _env() -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _health_server() -> Iterator[str]:
+    """A stand-in API that answers ``GET /api/health`` (what spino asks before it runs)."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _dead_url() -> str:
+    """An API URL on a local port where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+
+
+@contextlib.contextmanager
+def _silent_url() -> Iterator[str]:
+    """An API URL whose port accepts connections (the kernel's backlog) but never answers:
+    a hung server, a firewall that drops."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+
+
 def test_configured_api_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows import prefect_api
 
@@ -60,10 +105,93 @@ def test_configured_api_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> Non
         raise AssertionError("a server was started although PREFECT_API_URL is set")
 
     monkeypatch.setattr(prefect_api, "TemporaryServer", no_server)
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    with prefect_api.prefect_api() as server:
-        assert server is None
-        assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
+    with _health_server() as url:
+        monkeypatch.setenv("PREFECT_API_URL", url)
+        with prefect_api.prefect_api() as server:
+            assert server is None
+            assert os.environ["PREFECT_API_URL"] == url
+
+
+COMMANDS = [[name] for name in STAGE_NAMES] + [["pipeline"], ["serve"]]
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, ["with-prefect", "true"]], ids=" ".join)
+def test_a_dead_configured_api_is_one_line_for_every_command(
+    command: list[str],
+    tmp_path: Path,
+    tiny_params: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 26: a down server, a typo'd port: exit 2 and one line naming the URL, where it
+    came from and the fix (Prefect itself: 111 lines, 3 tracebacks, exit 1)."""
+    from flows.cli import main
+
+    url = _dead_url()
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    params = ["--params", str(tiny_params(tmp_path, mlflow={"enabled": False}))]
+    assert main(command + (params if command[0] != "with-prefect" else [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("spino: error: "), err
+    assert url in err and "environment variable PREFECT_API_URL" in err, err
+    assert "connection refused" in err and "unset PREFECT_API_URL" in err, err
+    assert "spino with-prefect" in err, err
+
+
+def test_a_silent_configured_api_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.prefect_api import prefect_api
+    from spino_core.errors import SpinoError
+
+    with _silent_url() as url:
+        monkeypatch.setenv("PREFECT_API_URL", url)
+        start = time.monotonic()
+        with pytest.raises(SpinoError, match="did not answer within") as exc, prefect_api():
+            raise AssertionError("the body ran against a silent API")
+        assert time.monotonic() - start < 15
+    assert url in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.slow
+def test_a_silent_api_stops_the_command_within_15_s(
+    tmp_path: Path, tiny_params: Callable[..., Path]
+) -> None:
+    """The console of a real `spino split`: exit 2, one line, no traceback (Prefect alone:
+    7 minutes of silence, then tracebacks)."""
+    params = tiny_params(tmp_path, mlflow={"enabled": False})
+    cmd = [sys.executable, "-m", "flows.cli", "split", "--params", str(params)]
+    with _silent_url() as url:
+        start = time.monotonic()
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=_env() | {"PREFECT_API_URL": url},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        seconds = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and url in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout == "", proc.stdout[-3000:]
+    assert seconds < 15, seconds
+
+
+@pytest.mark.slow
+def test_an_api_url_from_a_prefect_profile_is_named(
+    tmp_path: Path, tiny_params: Callable[..., Path]
+) -> None:
+    """`prefect config set PREFECT_API_URL=...` in a profile: the line names the profile and
+    its file, and the fix is `prefect config unset`."""
+    url = _dead_url()
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(f'active = "offsite"\n\n[profiles.offsite]\nPREFECT_API_URL = "{url}"\n')
+    params = tiny_params(tmp_path, mlflow={"enabled": False})
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "synth", "--params", str(params)],
+        cwd=tmp_path, env=_env() | {"PREFECT_PROFILES_PATH": str(profiles)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr
+    assert err.count("\n") == 1 and url in err, err[-3000:]
+    assert f"Prefect profile 'offsite' ({profiles})" in err, err
+    assert "prefect config unset PREFECT_API_URL" in err, err
 
 
 @pytest.mark.slow

@@ -82,3 +82,16 @@ def test_evaluate_depends_on_the_student_files_not_on_its_resume_checkpoint() ->
     deps = set(stages["evaluate"]["deps"])
     assert "${paths.student}" not in deps
     assert {"${paths.student}/model.pt", "${paths.student}/config.json"} <= deps & student_outs
+
+
+def test_no_dep_is_an_empty_file() -> None:
+    """DVC warns "'<file>' is empty." on every `dvc repro` for an empty dep (issue 26)."""
+    empty = sorted(
+        {
+            d
+            for stage in STAGES.values()
+            for d in stage.get("deps", [])
+            if "${" not in d and (REPO / d).is_file() and (REPO / d).stat().st_size == 0
+        }
+    )
+    assert not empty, f"empty files listed as dvc.yaml deps (DVC warns on each): {empty}"
