@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from spino_core.config_sections import (
     DINOV2_MODELS,
@@ -37,6 +36,8 @@ from spino_core.config_sections import (
     param_error,
 )
 from spino_core.errors import ConfigError
+from spino_core.input_files import read_regular
+from spino_core.yaml_text import parse_yaml
 
 __all__ = [
     "DINOV2_MODELS",
@@ -70,6 +71,15 @@ _SIGNED_LISTS = frozenset({"backbone.blocks"})  # negative block index = counted
 _INDEX_LISTS = frozenset({"split.indices", "student.adapter_blocks"})  # 0-based positions
 _SEED_MAX = 2**32 - 1
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_MAX_PARAMS_BYTES = 16 << 20  # a params file is a few kB; anything this big is a wrong path
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring = 3, 6, 6, 80
+
+
+def _show(value: Any) -> str:
+    """A bounded ``repr`` for messages: a 10^9-item value must not become a 3 GB line."""
+    text = _SHOW.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return _build(tp, value, key)
     if origin is Literal:
         if value not in args:
-            param_error(key, f"{value!r} is not one of {', '.join(map(repr, args))}")
+            param_error(key, f"{_show(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -171,25 +181,25 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         param_error(key, " or ".join(reasons))
     if origin is tuple:  # tuple[X, ...]: a YAML list, kept immutable in the frozen config
         if not isinstance(value, list | tuple):
-            param_error(key, f"expected a list, got {type(value).__name__} {value!r}")
+            param_error(key, f"expected a list, got {type(value).__name__} {_show(value)}")
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
-            param_error(key, f"expected true/false, got {value!r}")
+            param_error(key, f"expected true/false, got {_show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            param_error(key, f"expected an integer, got {value!r}")
+            param_error(key, f"expected an integer, got {_show(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            param_error(key, f"expected a number, got {value!r}")
+            param_error(key, f"expected a number, got {_show(value)}")
         if not math.isfinite(value):
-            param_error(key, f"must be a finite number, got {value!r}")
+            param_error(key, f"must be a finite number, got {_show(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            param_error(key, f"expected a string, got {value!r}")
+            param_error(key, f"expected a string, got {_show(value)}")
         return value
     raise TypeError(f"config type {tp!r} of {key} is not supported")  # programming error
 
@@ -289,10 +299,7 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value, e.g. -S split.k=5")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        value = parse_yaml(text, f"override {_show(item)}") if text.strip() else ""
         parsed.append((key.strip(), value))
     return parsed
 
@@ -320,12 +327,9 @@ def load_config(
 ) -> SpinoConfig:
     """Read ``params.yaml`` (+ ``-S`` overrides) into a validated :class:`SpinoConfig`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: params file not found; pass --params PATH")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = parse_yaml(read_regular(path, "params file", limit=_MAX_PARAMS_BYTES), str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     cfg = config_from_dict(raw, overrides)

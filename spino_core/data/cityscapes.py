@@ -49,17 +49,21 @@ _LABEL_TO_TRAIN = label_to_train_lut()
 # ---------------------------------------------------------------------------------------------
 
 
-def read_png(path: Path, *, what: str) -> np.ndarray:
-    """Decode a PNG exactly as stored (uint8 or uint16, any channel count); DataError if not."""
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found; restore it or remove the image")
-    # The header's pixel count is checked before decoding (a tiny file can claim 46341^2).
-    return decode_image(path, cv2.IMREAD_UNCHANGED, what=f"{what} PNG")
+def read_png(path: Path, *, what: str, upright: bool = False) -> np.ndarray:
+    """Decode a PNG exactly as stored (uint8 or uint16, any channel count); DataError if not.
+
+    ``upright``: apply the file's EXIF orientation (:mod:`spino_core.data.exif`).
+    """
+    # Only a regular file is read (a FIFO, a device or a folder is a DataError naming its
+    # kind), and the header's pixel count is checked before decoding (it can claim 46341^2).
+    return decode_image(path, cv2.IMREAD_UNCHANGED, what=f"{what} PNG", upright=upright)
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, whatever the PNG stores (grey, BGRA, 16 bit)."""
-    img = read_png(path, what="image")
+    """(H, W, 3) uint8 RGB, whatever the file stores (grey, BGRA, 16 bit), turned upright by
+    its EXIF orientation as viewers and annotation tools show it. Every stage reads its
+    images here."""
+    img = read_png(path, what="image", upright=True)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.dtype != np.uint8:
@@ -212,7 +216,7 @@ class LabelledPngDataset:
             return Sample(stem=stem, image_path=image_path, image=image)
         label_path, inst_path = self._label_paths(stem)
         for p, what in ((label_path, "semantic label"), (inst_path, "instance label")):
-            if not p.is_file():
+            if not (p.exists() or p.is_symlink()):  # anything else: read_png names its kind
                 raise DataError(
                     f"{p}: {what} file missing for image {image_path.name}; add it, or load "
                     "this image without labels"

@@ -17,7 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spino_core.data.exif import apply_orientation, exif_orientation
 from spino_core.errors import DataError
+from spino_core.input_files import read_regular
 
 #: Largest image accepted (pixels): 2^27, e.g. 8192 x 16384, 64x a Cityscapes frame. Below
 #: Pillow's hard decompression-bomb limit (~1.79e8 px), so a header Pillow refuses is
@@ -107,17 +109,18 @@ def check_pixels(path: Path, data: np.ndarray | bytes, *, what: str = "image") -
 
 
 def decode_image(
-    path: Path, flags: int = cv2.IMREAD_UNCHANGED, *, what: str = "image"
+    path: Path, flags: int = cv2.IMREAD_UNCHANGED, *, what: str = "image", upright: bool = False
 ) -> np.ndarray:
     """Read and decode an image file after checking its header; DataError naming the file.
 
-    Returns what ``cv2.imdecode(data, flags)`` returns (BGR order for colour images).
+    Returns what ``cv2.imdecode(data, flags)`` returns (BGR order for colour images), turned
+    upright by its EXIF orientation when ``upright`` (photos; never label maps). Only a
+    regular file is read, and no more than the size it had when opened
+    (:mod:`spino_core.input_files`).
     """
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read {what} ({e.strerror or e}); check the path") from None
+    raw = read_regular(path, what)
+    data = np.frombuffer(raw, dtype=np.uint8)
     if data.size == 0:
         raise DataError(f"{path}: empty {what} file; re-create it")
     check_pixels(path, data, what=what)
@@ -128,4 +131,4 @@ def decode_image(
         raise DataError(f"{path}: cannot decode {what} ({first}); re-create it") from None
     if img is None:
         raise DataError(f"{path}: cannot decode {what} (corrupt or not an image); re-create it")
-    return img
+    return apply_orientation(img, exif_orientation(raw)) if upright else img

@@ -122,6 +122,36 @@ def class_coverage(stems: Sequence[str], classes_of: Callable[[str], set[int]]) 
     return dict(sorted(counts.items()))
 
 
+def check_list_names(stems: Sequence[str], path_of: Callable[[str], Path]) -> None:
+    """DataError naming the image whose stem a split list cannot hold exactly.
+
+    The lists hold one name per line and are read back stripped (:func:`read_stem_list`):
+    a name with a line break, leading or trailing whitespace, no characters, or bytes that
+    are not UTF-8 would come back as another name (or two). Called before any list is written.
+    """
+    for stem in stems:
+        problem = _unlistable(stem)
+        if problem:
+            raise DataError(
+                f"{str(path_of(stem))!r}: the image name {problem}, which the split lists "
+                "(one name per line) cannot hold; rename the file"
+            )
+
+
+def _unlistable(stem: str) -> str | None:
+    if not stem:
+        return "is empty"
+    if len(stem.splitlines()) != 1 or stem.endswith(("\n", "\r")):
+        return "contains a line break"
+    if stem != stem.strip():
+        return "starts or ends with whitespace"
+    try:
+        stem.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return None
+
+
 def write_split(out_dir: Path, split: KShotSplit, val: Sequence[str]) -> None:
     """Write the three stem lists (one stem per line), each atomically."""
     out_dir = Path(out_dir)

@@ -32,6 +32,7 @@ from spino_core.atomic import write_json_atomic
 from spino_core.data.coco_panoptic import write_panoptic_png
 from spino_core.data.datasets import Dataset
 from spino_core.errors import SpinoError
+from spino_core.input_files import open_regular
 from spino_core.pseudo.guard import FORMAT
 from spino_core.pseudo.manifest import (
     ManifestRow,
@@ -64,9 +65,20 @@ class LabelInput:
 
 
 def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    with path.open("rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    """``sha256:<hex>`` of a regular file's bytes, read up to the size it had when opened.
+
+    A FIFO, a device or a folder named like an image is a DataError naming its kind (a FIFO
+    would block the open, a link to /dev/zero would be read forever).
+    """
+    digest = hashlib.sha256()
+    with open_regular(path, "image") as (f, size):
+        while size > 0:
+            chunk = f.read(min(size, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            size -= len(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def _location_free(path: Path, dataset: Dataset) -> str:
@@ -91,10 +103,7 @@ def read_input(out: Path, stem: str, shard_id: int, dataset: Dataset) -> LabelIn
         except KeyError as exc:
             raise SpinoError(f"{stem}: not in the dataset ({exc.args[0]})") from None
         image_path = _location_free(path, dataset)
-        try:
-            digest: str | None = file_digest(path)
-        except OSError:
-            digest = None  # load_image below says what is wrong with the file
+        digest: str | None = file_digest(path)  # not a regular file: a failed row
         row = resume_row(out, stem, shard_id, digest)
         if row is not None:
             return LabelInput(stem, image_path, digest, None, row, time.perf_counter() - start)

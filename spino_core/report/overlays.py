@@ -205,15 +205,6 @@ def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; DataError naming the file otherwise."""
-    data = np.fromfile(path, dtype=np.uint8) if Path(path).is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
-        raise DataError(f"{path}: cannot read the image for the overlay; check the path")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def overlay_picks(n_ranked: int, n_overlays: int) -> list[tuple[str, int]]:
     """(name, rank) of the images to draw, spread evenly from best (rank 0) to worst.
 

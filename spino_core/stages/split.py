@@ -8,7 +8,13 @@ from typing import Any
 from spino_core.atomic import write_json_atomic
 from spino_core.config import DataConfig, SplitConfig
 from spino_core.data.datasets import Dataset, open_dataset
-from spino_core.data.split import KShotSplit, choose_k_shot, class_coverage, write_split
+from spino_core.data.split import (
+    KShotSplit,
+    check_list_names,
+    choose_k_shot,
+    class_coverage,
+    write_split,
+)
 
 
 def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
@@ -35,6 +41,8 @@ def make_split(
     whole config: the Prefect task and the flow pass just these."""
     train = open_dataset(data.layout, Path(raw), data.train_split)
     val = open_dataset(data.layout, Path(raw), data.val_split)
+    for dataset in (train, val):  # before anything is written: a name must round-trip
+        check_list_names(dataset.stems, dataset.image_path)
     split = choose_split(train, cfg)
     write_split(Path(out_dir), split, val.stems)
     summary = {

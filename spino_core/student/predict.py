@@ -46,6 +46,7 @@ from spino_core.data.coco_panoptic import (
 from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
+from spino_core.input_files import regular_size
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
 from spino_core.models.student_io import load_student, read_student_config
@@ -117,13 +118,16 @@ def predict_student(model: StudentModel, image: np.ndarray, cfg: StudentConfig) 
 def list_images(images_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """(stem, path) of every image under ``images_dir`` (recursive, sorted by path).
 
-    Hidden files (``.DS_Store``) are skipped; any other non-image file, an empty folder or
-    two images with the same stem is a SpinoError naming it.
+    Hidden files (``.DS_Store``) are skipped; any other non-image file, an entry that is not
+    a regular file (a FIFO, a link to a device: its kind is named), an empty folder or two
+    images with the same stem is a SpinoError naming it.
     """
     root = Path(images_dir)
     if not root.is_dir():
         raise SpinoError(f"{root}: images folder not found")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in root.rglob("*") if not p.name.startswith(".") and not p.is_dir())
+    for path in files:
+        regular_size(path, "image")
     bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
     if bad:
         raise SpinoError(
