@@ -150,11 +150,10 @@ def pool_summary(rows: Sequence[PoolRow], labelled_mix: Mapping[int, float]) -> 
 def look_first(rows: Sequence[PoolRow], n: int) -> list[tuple[str, PoolRow]]:
     """The images a person should look at first: (why, row), at most ``2 n``, no repeats.
 
-    The ``n`` lowest mean confidences (ties by stem), then the ``n`` most unusual class
-    mixes (largest distance to the labelled mix) not already picked.
+    Alternately the next-lowest mean confidence (ties by stem) and the next most unusual
+    class mix (largest distance to the labelled mix) not already picked, ``n`` of each
+    where there are enough images, so a small pool still shows both reasons.
     """
-    picked: list[tuple[str, PoolRow]] = []
-    seen: set[str] = set()
     by_conf = sorted(
         (r for r in rows if r.mean_confidence is not None),
         key=lambda r: (r.mean_confidence, r.stats.stem),
@@ -163,13 +162,13 @@ def look_first(rows: Sequence[PoolRow], n: int) -> list[tuple[str, PoolRow]]:
         (r for r in rows if r.mix_distance is not None),
         key=lambda r: (-(r.mix_distance or 0.0), r.stats.stem),
     )
-    for why, ranked in (("lowest confidence", by_conf), ("most unusual class mix", by_mix)):
-        taken = 0
-        for r in ranked:
-            if taken == n:
-                break
-            if r.stats.stem not in seen:
-                seen.add(r.stats.stem)
-                picked.append((why, r))
-                taken += 1
+    queues = [["lowest confidence", iter(by_conf)], ["most unusual class mix", iter(by_mix)]]
+    picked: list[tuple[str, PoolRow]] = []
+    seen: set[str] = set()
+    for _ in range(n):
+        for why, queue in queues:
+            row = next((r for r in queue if r.stats.stem not in seen), None)
+            if row is not None:
+                seen.add(row.stats.stem)
+                picked.append((why, row))
     return picked

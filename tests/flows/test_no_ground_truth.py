@@ -62,9 +62,7 @@ def test_repro_runs_to_the_registered_student_without_pool_ground_truth(
     assert set(metrics["labelled_class_shares"]) and set(metrics["pool_class_shares"])
     assert sum(metrics["pool_class_shares"].values()) == pytest.approx(1.0, abs=1e-6)
     page = (report / "index.html").read_text()
-    assert "No ground truth for any of the 5 pseudo-labelled images" in page.replace(
-        str(len(pool)), "5"
-    )
+    assert f"No ground truth for any of the {len(pool)} pseudo-labelled images" in page
     pictures = sorted(p.name for p in (report / "look_first").glob("*.png"))
     assert pictures and all(f'src="look_first/{name}"' in page for name in pictures)
     with (report / "plots/per_image.csv").open() as f:

@@ -70,15 +70,16 @@ def _row(stem: str, conf: float | None, dist: float | None, void: int = 0) -> Po
     return PoolRow(LabelStats(stem, 3, 1, void, {ROAD: 10 - void}), conf, dist)
 
 
-def test_look_first_takes_lowest_confidence_then_most_unusual_without_repeats() -> None:
+def test_look_first_alternates_lowest_confidence_and_most_unusual_without_repeats() -> None:
     rows = [_row("a", 0.9, 0.8), _row("b", 0.2, 0.1), _row("c", 0.5, 0.9), _row("d", 0.1, 0.3)]
     picks = [(why, r.stats.stem) for why, r in look_first(rows, 2)]
-    assert picks == [
+    assert picks == [  # alternately, so a small pool still shows both reasons
         ("lowest confidence", "d"),
-        ("lowest confidence", "b"),
         ("most unusual class mix", "c"),
+        ("lowest confidence", "b"),
         ("most unusual class mix", "a"),
     ]
+    assert [r.stats.stem for _, r in look_first(rows, 1)] == ["d", "c"]
     # no confidences known (a manifest without them): only the class mix ranks
     assert [
         r.stats.stem for _, r in look_first([_row("a", None, 0.1), _row("b", None, 0.2)], 1)
