@@ -36,6 +36,8 @@ def _num(value: Any, fmt: str = ".3f") -> str:
 
 
 def _panoptic(m: Mapping[str, Any]) -> str:
+    if "All" not in m:  # no ground truth (a pool) or no val set: no PQ, said so
+        return "no PQ (no ground truth)"
     return (
         f"PQ {_num(m['All']['pq'])} (things {_num(m['Things']['pq'])}, "
         f"stuff {_num(m['Stuff']['pq'])}), mIoU {_num(m.get('miou'))}"
@@ -66,8 +68,15 @@ def stage_headline(stage: str, cfg: SpinoConfig, result: Mapping[str, Any]) -> s
             f"{r['n_resumed']} from an earlier run) -> {_rel(p.pseudo)}"
         )
     if stage == "report":
+        pool = ""
+        if "images_with_ground_truth" in r:  # a pool without (full) ground truth
+            pool = (
+                f"{r['images']} images, {r['images_with_ground_truth']} with ground truth, "
+                f"mean confidence {_num(r.get('mean_confidence'))}, class-mix distance "
+                f"{_num(r.get('class_mix_distance'))}; "
+            )
         return (
-            f"pseudo-labels {_panoptic(r)} -> {_rel(Path(p.pseudo_report) / 'index.html')}, "
+            f"pseudo-labels {pool}{_panoptic(r)} -> {_rel(Path(p.pseudo_report) / 'index.html')}, "
             f"{_rel(metrics / 'pseudo_labels.json')}"
         )
     if stage == "train-student":
@@ -77,8 +86,9 @@ def stage_headline(stage: str, cfg: SpinoConfig, result: Mapping[str, Any]) -> s
             f"{_rel(metrics / 'student_train.json')}"
         )
     if stage == "evaluate":
+        scored = "no val set (data.val_split: null), so no PQ" if "All" not in r else None
         line = (
-            f"student {_panoptic(r)} -> {_rel(Path(p.student_report) / 'index.html')}, "
+            f"student {scored or _panoptic(r)} -> {_rel(Path(p.student_report) / 'index.html')}, "
             f"{_rel(metrics / 'student.json')}"
         )
         reg = r.get("registry")
@@ -87,6 +97,7 @@ def stage_headline(stage: str, cfg: SpinoConfig, result: Mapping[str, Any]) -> s
                 "promoted" if reg["promoted"] else f"champion stays v{reg['champion_version']}"
             )
             again = "" if reg.get("registered", True) else ", identical model already registered"
+            again += ", without a PQ" if reg.get("pq", 0) is None else ""
             line += f"; MLflow {reg['name']} v{reg['version']} ({verdict}{again})"
         return line
     return "done"

@@ -26,9 +26,10 @@ def evaluate_flow(
             from flows.registry import register_student
 
             log_panoptic_report(mlflow, metrics, cfg.paths.student_report)
+            pq = float(metrics["All"]["pq"]) if "All" in metrics else None  # None: no val set
             registry = register_student(
                 cfg.paths.student,
-                float(metrics["All"]["pq"]),
+                pq,
                 pseudo_label_run_id=find_pseudo_label_run(cfg),
             )
             mlflow.log_dict(registry, "registry.json")

@@ -16,7 +16,11 @@ Rules of the registry:
 - ``champion`` moves only when the new PQ is *strictly* higher than the champion's, read
   at full precision from the champion's run metrics (``all_pq``), never from a rounded tag;
 - any error while reading the registry or the champion's run fails the call before the
-  alias is touched: an error never promotes.
+  alias is touched: an error never promotes;
+- a student evaluated without a val set has no PQ: it is registered (version tag
+  ``pq`` = :data:`NO_PQ`, no ``all_pq`` metric) and becomes champion only when there is
+  none; it is never promoted over a champion, and a student with a PQ is promoted over a
+  champion without one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ ALIAS = "champion"
 PQ_METRIC = "all_pq"  # logged by flows.tracking.log_panoptic_report (and here if missing)
 WEIGHTS_TAG = "weights_sha256"
 PSEUDO_RUN_TAG = "spino.pseudo_label_run_id"
+NO_PQ = "none (no val set)"  # the ``pq`` version tag of a student evaluated without val
 SIGNATURE = ModelSignature(
     inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "images")]),
     outputs=Schema([TensorSpec(np.dtype(np.int32), (-1, -1, -1), "panoptic")]),
@@ -122,7 +127,8 @@ def _version_with_weights(client: Any, sha: str) -> Any | None:
 
 
 def champion(client: Any) -> tuple[str | None, float | None]:
-    """(version, PQ at full precision) of the champion, or (None, None) when there is none.
+    """(version, PQ at full precision) of the champion, or (None, None) when there is none;
+    (version, None) for a champion registered without a PQ (tag ``pq`` = :data:`NO_PQ`).
 
     Raises :class:`SpinoError` when the champion exists but its PQ cannot be read.
     """
@@ -131,8 +137,11 @@ def champion(client: Any) -> tuple[str | None, float | None]:
         version = model.aliases.get(ALIAS)
         if version is None:
             return None, None
-        run_id = client.get_model_version(MODEL_NAME, version).run_id
+        mv = client.get_model_version(MODEL_NAME, version)
+        run_id = mv.run_id
         pq = client.get_run(run_id).data.metrics.get(PQ_METRIC)
+        if pq is None and (mv.tags or {}).get("pq") == NO_PQ:
+            return str(version), None
     except Exception as exc:  # any tracking failure: no comparison, hence no promotion
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SpinoError(
@@ -174,13 +183,14 @@ def _log_pyfunc(student_dir: Path, sha: str) -> Any:
 
 
 def register_student(
-    student_dir: str, pq: float, *, pseudo_label_run_id: str | None = None
+    student_dir: str, pq: float | None, *, pseudo_label_run_id: str | None = None
 ) -> dict[str, Any]:
     """Register the student (unless identical weights are registered); promote if better.
 
     Needs an active MLflow run (the evaluate stage's): the version links to it, and its
-    ``all_pq`` metric is the PQ later versions are compared with. ``pseudo_label_run_id``
-    (the run that made the pseudo-labels it was trained on) becomes a version tag.
+    ``all_pq`` metric is the PQ later versions are compared with. ``pq`` None: evaluated
+    without a val set (see the module's rules). ``pseudo_label_run_id`` (the run that made
+    the pseudo-labels it was trained on) becomes a version tag.
     """
     run = mlflow.active_run()
     if run is None:
@@ -188,7 +198,7 @@ def register_student(
     student = Path(student_dir)
     sha = weights_sha256(student)
     client = mlflow.MlflowClient()
-    if client.get_run(run.info.run_id).data.metrics.get(PQ_METRIC) is None:
+    if pq is not None and client.get_run(run.info.run_id).data.metrics.get(PQ_METRIC) is None:
         mlflow.log_metric(PQ_METRIC, pq)
     existing = _version_with_weights(client, sha)
     if existing is not None:
@@ -197,11 +207,12 @@ def register_student(
         info = _log_pyfunc(student, sha)
         version = str(mlflow.register_model(info.model_uri, MODEL_NAME).version)
         client.set_model_version_tag(MODEL_NAME, version, WEIGHTS_TAG, sha)
-        client.set_model_version_tag(MODEL_NAME, version, "pq", repr(float(pq)))
+        pq_tag = NO_PQ if pq is None else repr(float(pq))
+        client.set_model_version_tag(MODEL_NAME, version, "pq", pq_tag)
         if pseudo_label_run_id:
             client.set_model_version_tag(MODEL_NAME, version, PSEUDO_RUN_TAG, pseudo_label_run_id)
     best_version, best_pq = champion(client)  # raises: the alias is not touched
-    promoted = best_version != version and (best_pq is None or pq > best_pq)
+    promoted = _promotes(version, pq, best_version, best_pq)
     if promoted:
         client.set_registered_model_alias(MODEL_NAME, ALIAS, version)
     return {
@@ -214,3 +225,14 @@ def register_student(
         "promoted": promoted,
         WEIGHTS_TAG: sha,
     }
+
+
+def _promotes(
+    version: str, pq: float | None, best_version: str | None, best_pq: float | None
+) -> bool:
+    """Whether ``version`` (with ``pq``, None = no val set) replaces the champion."""
+    if best_version is None:
+        return True  # no champion yet: any model is better than none
+    if best_version == version or pq is None:
+        return False  # a model without a PQ is never promoted over a champion
+    return best_pq is None or pq > best_pq  # a measured model beats an unmeasured one

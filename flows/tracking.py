@@ -237,6 +237,19 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
             mlflow.set_tag(PSEUDO_LABELS_TAG, digest)  # the student's version links to it
 
 
+# spino_core.stages.outputs.POOL_KEYS (not imported: every stage's flow imports this module)
+_POOL_NUMBERS = (
+    "images",
+    "images_with_ground_truth",
+    "mean_confidence",
+    "segments_per_image",
+    "instances_per_image",
+    "void_fraction",
+    "class_mix_distance",
+    "val_images",
+)
+
+
 def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str) -> None:
     """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures."""
     flat = {
@@ -247,6 +260,10 @@ def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str
     }
     if metrics.get("miou") is not None:
         flat["miou"] = float(metrics["miou"])
+    if "images_with_ground_truth" in metrics or "val_images" in metrics:  # pool / no val
+        for key in _POOL_NUMBERS:  # what is known without ground truth (None: not logged)
+            if isinstance(metrics.get(key), int | float):
+                flat[key] = float(metrics[key])
     from spino_core.data.classes import by_label_id
 
     for cid, values in metrics.get("per_class", {}).items():

@@ -134,7 +134,7 @@ class CameraMaskConfig:
 class DataConfig:
     layout: Literal["cityscapes", "kitti360"] = "cityscapes"
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"  # null: no val set (evaluate then records no PQ)
     camera_mask: CameraMaskConfig = field(default_factory=CameraMaskConfig)
 
 

@@ -42,6 +42,10 @@ _REPORT = frozenset(
         "per_class_pq.png",
         "segments_per_image.png",
         "confidence.png",
+        # the pool report (no ground truth): spino_core.report.pool_report
+        "class_shares.png",
+        "look_first",
+        "ground_truth",
     }
 )
 

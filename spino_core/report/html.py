@@ -182,3 +182,17 @@ def render_report_html(
         parts.append(f"<p>{escape(shown + more)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def note_page(title: str, notes: Sequence[str], provenance: Sequence[tuple[str, str]] = ()) -> str:
+    """A report page with nothing to score: its title, why (``notes``) and provenance."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        *(f'<p class="note">{escape(n)}</p>' for n in notes),
+        *(["<h2>Provenance</h2>", _provenance(provenance)] if provenance else []),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"

@@ -44,6 +44,10 @@ def _read(path: Path, what: str) -> dict[str, Any]:
 
 
 def _panoptic_row(metrics: dict[str, Any], path: Path) -> list[float | None]:
+    if "All" not in metrics and (
+        metrics.get("images_with_ground_truth") == 0 or metrics.get("val_images") == 0
+    ):  # nothing to score against (a pool without ground truth, no val set): "-", not 0
+        return [None] * len(COLUMNS)
     try:
         row = [metrics[g]["pq"] for g in ("All", "Things", "Stuff")]
     except (KeyError, TypeError):

@@ -30,8 +30,8 @@ from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report.panels import ComparisonSet, spread_picks
-from spino_core.stages.outputs import write_panoptic_metrics
-from spino_core.stages.report import report_against_ground_truth
+from spino_core.stages.outputs import write_panoptic_metrics, write_unscored_metrics
+from spino_core.stages.report import provenance, report_against_ground_truth
 from spino_core.student.predict import predict_images, remove_stale_siblings, swap_into_place
 
 #: Pseudo-labelled training images drawn in the student report.
@@ -86,8 +86,13 @@ def training_comparison(
 
 
 def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
-    """Predict val into ``paths.student_report``, report there, summary in ``paths.metrics``."""
+    """Predict val into ``paths.student_report``, report there, summary in ``paths.metrics``.
+
+    Without a val set (``data.val_split: null``) there is nothing to score: see
+    :func:`without_val`."""
     out = check_stage_output(cfg, "student_report")  # never a user's folder
+    if cfg.data.val_split is None:
+        return without_val(cfg)
     val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split)
     model = load_student(cfg.paths.student, resolve_device(cfg.student.device))
     with locked_folder(out.parent), tempfile.TemporaryDirectory(prefix="spino-eval-") as work:
@@ -120,3 +125,35 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     per_image = out / Path(per_image).relative_to(tmp)  # swapped into place with the rest
     write_panoptic_metrics(cfg.paths.metrics, "student", result["metrics"], per_image)
     return {"metrics": result["metrics"], "predict": summary}
+
+
+NO_VAL_NOTE = (
+    "No val set (data.val_split: null): the student is not evaluated, so it has no PQ; "
+    "set data.val_split to a split with ground truth to measure it."
+)
+
+
+def without_val(cfg: SpinoConfig) -> dict[str, Any]:
+    """The student report when there is no val set: one page that says so, and metrics
+    files that say ``val_images: 0`` (no PQ, never a fake zero). The model is still
+    checked to load, so a broken student fails here, not at registration."""
+    from spino_core.atomic import write_json_atomic, write_text_atomic
+    from spino_core.report.html import note_page
+
+    load_student(cfg.paths.student, resolve_device("cpu"))
+    out = Path(cfg.paths.student_report)
+    metrics = {"val_images": 0, "note": NO_VAL_NOTE}
+    with locked_folder(out.parent):
+        check_stage_output(cfg, "student_report")  # under the lock, as evaluate_student
+        remove_stale_siblings(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            tmp.chmod(0o755)
+            write_json_atomic(tmp / "metrics.json", metrics)
+            page = note_page("Student: no val set", [NO_VAL_NOTE], provenance(cfg))
+            write_text_atomic(tmp / "index.html", page)
+            swap_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    write_unscored_metrics(cfg.paths.metrics, "student", {"val_images": 0})
+    return {"metrics": metrics, "predict": None}

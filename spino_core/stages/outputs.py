@@ -31,6 +31,16 @@ STAGE_METRICS: dict[str, tuple[str, ...]] = {
     "train-student": ("student_train.json", "student_history.csv"),
     "evaluate": ("student.json", "student_per_class.csv", "student_per_image.csv"),
 }
+#: The pool report's numbers that need no ground truth (None where not known).
+POOL_KEYS = (
+    "images",
+    "images_with_ground_truth",
+    "mean_confidence",
+    "segments_per_image",
+    "instances_per_image",
+    "void_fraction",
+    "class_mix_distance",
+)
 PER_CLASS_COLUMNS = ("class", "category_id", "isthing", "pq", "sq", "rq", "iou")
 PER_IMAGE_COLUMNS = (
     "image",
@@ -79,6 +89,8 @@ def panoptic_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("images_missing", "images_failed"):
         if key in metrics:
             out[key] = int(metrics[key])
+    if "images_with_ground_truth" in metrics:  # a pool report (stages.report.report_pool)
+        out |= {k: metrics.get(k) for k in POOL_KEYS}  # None: not known, never a fake 0
     return out
 
 
@@ -121,6 +133,23 @@ def write_panoptic_metrics(
     )
     rows = per_image_rows(report_per_image_csv)
     write_text_atomic(paths["per_image"], csv_text(PER_IMAGE_COLUMNS, rows, _fmt))
+    return paths
+
+
+def write_unscored_metrics(
+    metrics_dir: str | Path, name: str, summary: Mapping[str, Any]
+) -> dict[str, Path]:
+    """The files of :func:`write_panoptic_metrics` for a stage with nothing to score (no val
+    set): ``summary`` says why (e.g. ``val_images: 0``); the CSVs hold their header only."""
+    d = Path(metrics_dir)
+    paths = {
+        "summary": d / f"{name}.json",
+        "per_class": d / f"{name}_per_class.csv",
+        "per_image": d / f"{name}_per_image.csv",
+    }
+    write_json_atomic(paths["summary"], dict(summary))
+    write_text_atomic(paths["per_class"], csv_text(PER_CLASS_COLUMNS, []))
+    write_text_atomic(paths["per_image"], csv_text(PER_IMAGE_COLUMNS, []))
     return paths
 
 

@@ -15,14 +15,27 @@ from spino_core.data.split import (
     class_coverage,
     write_split,
 )
+from spino_core.errors import ConfigError
 
 
 def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
     """The k labelled images of ``train`` as ``split.*`` configures them (strategy, seed,
     stems or indices, class coverage): one reading of the params, for the stage and the
-    benchmarks that split in memory."""
-    return choose_k_shot(
-        train.stems,
+    benchmarks that split in memory.
+
+    Only images with ground truth can be the k labelled ones: a user's pool has none, so
+    ``random`` and ``coverage`` draw among the annotated images (all of them in a fully
+    labelled set, so its split is unchanged), and an explicit ``stems`` / ``indices`` choice
+    naming an image without ground truth is an error. Every other image is the pool."""
+    annotated = [s for s in train.stems if train.has_labels(s)]
+    drawn = cfg.strategy in ("random", "coverage")
+    if drawn and cfg.k > len(annotated):
+        raise ConfigError(
+            f"params: split.k: {cfg.k} is larger than the {len(annotated)} training images "
+            f"with ground truth (of {len(train.stems)}); annotate more images or lower split.k"
+        )
+    chosen = choose_k_shot(
+        annotated if drawn else train.stems,
         k=cfg.k,
         strategy=cfg.strategy,
         seed=cfg.seed,
@@ -30,6 +43,14 @@ def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
         indices=cfg.indices,
         classes_of=train.classes_present,
     )
+    bare = [s for s in chosen.labelled if not train.has_labels(s)]
+    if bare:
+        raise ConfigError(
+            f"params: split.{cfg.strategy}: image(s) {bare[:5]} have no ground truth in "
+            f"{train.root}; annotate them or choose annotated images"
+        )
+    taken = set(chosen.labelled)
+    return KShotSplit(chosen.labelled, [s for s in train.stems if s not in taken])
 
 
 def make_split(
@@ -40,17 +61,21 @@ def make_split(
     Takes the sections it reads (``data``, ``split``) and the two folders rather than the
     whole config: the Prefect task and the flow pass just these."""
     train = open_dataset(data.layout, Path(raw), data.train_split)
-    val = open_dataset(data.layout, Path(raw), data.val_split)
-    for dataset in (train, val):  # before anything is written: a name must round-trip
+    # data.val_split: null = no val set (an empty val.txt); a named one must exist
+    datasets = [train]
+    if data.val_split is not None:
+        datasets.append(open_dataset(data.layout, Path(raw), data.val_split))
+    for dataset in datasets:  # before anything is written: a name must round-trip
         check_list_names(dataset.stems, dataset.image_path)
+    val = datasets[1].stems if len(datasets) > 1 else []
     split = choose_split(train, cfg)
-    write_split(Path(out_dir), split, val.stems)
+    write_split(Path(out_dir), split, val)
     summary = {
         "k": cfg.k,
         "strategy": cfg.strategy,
         "labelled": split.labelled,
         "n_unlabelled": len(split.unlabelled),
-        "n_val": len(val.stems),
+        "n_val": len(val),
         "labelled_class_coverage": class_coverage(split.labelled, train.classes_present),
     }
     write_json_atomic(Path(out_dir) / "summary.json", summary)

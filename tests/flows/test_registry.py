@@ -171,3 +171,34 @@ def test_a_tie_an_identical_model_and_a_registry_error_never_promote(
         _register(d, 0.99)
     monkeypatch.undo()
     assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+
+
+def test_a_student_without_a_pq_is_registered_and_never_promoted_over_a_champion(
+    tmp_path: Path,
+) -> None:
+    # No val set (data.val_split: null): evaluate has no PQ to give the registry.
+    import mlflow
+
+    from flows.registry import ALIAS, MODEL_NAME, NO_PQ, PQ_METRIC, register_student
+
+    a, b, c, d = _students(tmp_path, 4)
+    _tracking(tmp_path)
+    client = mlflow.MlflowClient()
+
+    def without_pq(student: Path) -> dict:
+        with mlflow.start_run() as run:
+            out = register_student(str(student), None)
+        assert PQ_METRIC not in client.get_run(run.info.run_id).data.metrics  # no fake 0
+        return out
+
+    first = without_pq(a)  # no champion yet: the only model becomes it
+    assert first["promoted"] and first["version"] == 1 and first["pq"] is None
+    assert client.get_model_version(MODEL_NAME, "1").tags["pq"] == NO_PQ
+    second = without_pq(b)  # nothing says it is better than the champion
+    assert second["registered"] and not second["promoted"] and second["champion_version"] == 1
+    measured = _register(c, 0.05)  # a measured model beats an unmeasured champion
+    assert measured["promoted"] and measured["champion_version"] == 3
+    last = without_pq(d)
+    assert last["registered"] and last["version"] == 4 and not last["promoted"]
+    assert last["champion_version"] == 3 and last["champion_pq"] == 0.05
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3

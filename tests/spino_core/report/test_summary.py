@@ -54,3 +54,17 @@ def test_missing_or_broken_file_is_one_line_naming_it(
     (student / "metrics.json").write_text('{"All": {}}')
     assert summary.main(argv) == 2
     assert "All/Things/Stuff" in capsys.readouterr().err
+
+
+def test_no_ground_truth_and_no_val_set_show_dashes_not_zeros(
+    files: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    heads, pseudo, student = files
+    pool = {"images": 5, "images_with_ground_truth": 0, "mean_confidence": 0.4}
+    (pseudo / "metrics.json").write_text(json.dumps(pool))
+    (student / "metrics.json").write_text(json.dumps({"val_images": 0, "note": "no val set"}))
+    argv = ["--heads", str(heads), "--pseudo-report", str(pseudo), "--student-report", str(student)]
+    assert summary.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["pseudo-labels", "-", "-", "-", "-", "-"]
+    assert lines[3].split() == ["student", "(val)", "-", "-", "-", "-", "-"]
