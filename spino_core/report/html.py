@@ -102,7 +102,7 @@ def _provenance(lines: Sequence[tuple[str, str]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _figure(src: str, caption: str) -> str:
+def figure_html(src: str, caption: str) -> str:
     return (
         f'<figure><a href="{escape(src)}"><img src="{escape(src)}" alt="{escape(caption)}"></a>'
         f"<figcaption>{escape(caption)}</figcaption></figure>"
@@ -153,10 +153,10 @@ def render_report_html(
         "<h2>Per class</h2>",
         _per_class(class_rows),
         "<h2>Plots</h2>",
-        '<div class="plots">' + "".join(_figure(s, c) for s, c in plots) + "</div>",
+        '<div class="plots">' + "".join(figure_html(s, c) for s, c in plots) + "</div>",
         "<h2>Examples (ranked by per-image PQ)</h2>",
         _colour_key(class_rows, prediction_name),
-        *(_figure(s, c) for s, c in overlays),
+        *(figure_html(s, c) for s, c in overlays),
     ]
     if not overlays:
         parts.append("<p>No image has a PQ to rank by.</p>")
@@ -167,7 +167,7 @@ def render_report_html(
             "trained on) | student. Images spread evenly over the pseudo-labelled training "
             "images, not chosen by score; colours as in the key above.</small></p>"
         )
-        parts.extend(_figure(s, c) for s, c in comparisons)
+        parts.extend(figure_html(s, c) for s, c in comparisons)
     if failed:
         parts.append(f"<h2>Failed images ({len(failed)})</h2>")
         rows = [

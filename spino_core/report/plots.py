@@ -19,7 +19,7 @@ THING_COLOR = "#dc143c"  # Cityscapes person red
 STUFF_COLOR = "#4682b4"  # Cityscapes sky blue
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -28,13 +28,13 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     write_bytes_atomic(path, buf.getvalue())
 
 
-def _integer_counts(ax: Any) -> None:
+def integer_counts(ax: Any) -> None:
     """Image counts on the y axis: whole numbers only."""
     from matplotlib.ticker import MaxNLocator
 
@@ -51,7 +51,7 @@ def plot_per_class_pq(rows: Sequence[dict], path: Path, *, title: str = "PQ per 
     """
     from matplotlib.patches import Patch
 
-    fig = _figure(7.0, 0.8 + 0.32 * max(len(rows), 1))
+    fig = new_figure(7.0, 0.8 + 0.32 * max(len(rows), 1))
     ax = fig.add_subplot()
     y = list(range(len(rows)))[::-1]  # first row on top
     absent = [r["tp"] + r["fp"] + r["fn"] == 0 for r in rows]
@@ -73,7 +73,7 @@ def plot_per_class_pq(rows: Sequence[dict], path: Path, *, title: str = "PQ per 
         loc="lower right",
         fontsize=8,
     )
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_segments_per_image(
@@ -83,7 +83,7 @@ def plot_segments_per_image(
 
     Over- or under-segmentation shows as a shift between the two distributions.
     """
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
     counts = [*pred_counts, *gt_counts] or [0]
     lo, top = min(counts), max(counts)
@@ -93,19 +93,19 @@ def plot_segments_per_image(
     )
     ax.hist(pred_counts, bins=bins, alpha=0.6, color=STUFF_COLOR, label="prediction")
     ax.set_xlabel("segments per image")
-    _integer_counts(ax)
+    integer_counts(ax)
     ax.set_title(f"Segments per image ({len(pred_counts)} images)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_confidence(values: Sequence[float], path: Path) -> None:
     """Histogram of the manifest's mean confidence per image (fractions in [0, 1])."""
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
     lo, hi = min([0.0, *values]), max([1.0, *values])  # fractions, but never clip outliers
     ax.hist(values, bins=20, range=(lo, hi), color=THING_COLOR, alpha=0.8)
     ax.set_xlabel("mean confidence per image")
-    _integer_counts(ax)
+    integer_counts(ax)
     ax.set_title(f"Pseudo-label confidence ({len(values)} images)")
-    _save(fig, path)
+    save_png(fig, path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from spino_core.report.plots import STUFF_COLOR, THING_COLOR, _figure, _integer_counts, _save
+from spino_core.report.plots import STUFF_COLOR, THING_COLOR, integer_counts, new_figure, save_png
 
 
 def plot_class_shares(rows: Sequence[dict], path: Path) -> None:
@@ -20,7 +20,7 @@ def plot_class_shares(rows: Sequence[dict], path: Path) -> None:
     over- or under-produce shows as two bars of different length.
     """
     rows = [r for r in rows if r["pool_share"] or r["labelled_share"]]
-    fig = _figure(7.0, 1.0 + 0.36 * max(len(rows), 1))
+    fig = new_figure(7.0, 1.0 + 0.36 * max(len(rows), 1))
     ax = fig.add_subplot()
     y = list(range(len(rows)))[::-1]  # first row on top
     ax.barh([v + 0.18 for v in y], [100 * r["labelled_share"] for r in rows], height=0.36,
@@ -32,12 +32,12 @@ def plot_class_shares(rows: Sequence[dict], path: Path) -> None:
     ax.set_title("Class mix: pseudo-labelled pool vs labelled images")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_counts_per_image(segments: Sequence[int], instances: Sequence[int], path: Path) -> None:
     """Histograms of segments and of thing instances per pseudo-labelled image."""
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
     counts = [*segments, *instances] or [0]
     lo, top = min(counts), max(counts)
@@ -45,7 +45,7 @@ def plot_counts_per_image(segments: Sequence[int], instances: Sequence[int], pat
     ax.hist(segments, bins=bins, alpha=0.6, color=STUFF_COLOR, label="segments")
     ax.hist(instances, bins=bins, alpha=0.6, color=THING_COLOR, label="thing instances")
     ax.set_xlabel("per image")
-    _integer_counts(ax)
+    integer_counts(ax)
     ax.set_title(f"Segments and instances per image ({len(segments)} images)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)

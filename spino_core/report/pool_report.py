@@ -314,7 +314,9 @@ def _page(
     parts += ["<h2>Class pixel shares (%)</h2>"]
     parts.append(html._table(["class", "pool", "labelled images"], shares))
     parts.append("<h2>Plots</h2>")
-    figures = [html._figure(p.relative_to(out).as_posix(), _CAPTIONS[k]) for k, p in plots.items()]
+    figures = [
+        html.figure_html(p.relative_to(out).as_posix(), _CAPTIONS[k]) for k, p in plots.items()
+    ]
     parts.append('<div class="plots">' + "".join(figures) + "</div>")
     parts.append("<h2>Look at these first</h2>")
     present = {r["category_id"] for r in class_rows if r["pool_share"] or r["labelled_share"]}
@@ -323,7 +325,9 @@ def _page(
         "<p><small>Panels: image | pseudo-label. The lowest mean confidences, then the "
         "class mixes least like the labelled images'.</small></p>"
     )
-    parts += [html._figure(p["path"].relative_to(out).as_posix(), p["caption"]) for p in pictures]
+    parts += [
+        html.figure_html(p["path"].relative_to(out).as_posix(), p["caption"]) for p in pictures
+    ]
     if not pictures:
         parts.append("<p>No image to show: no confidence and no class mix known.</p>")
     if failed:
