@@ -15,10 +15,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from flows.stage_records import STAGES
 from spino_core.config import SpinoConfig
 
-EVALUATED = {"report": "pseudo-labels", "evaluate": "student (val)"}
-LINK_KEYS = {"report": "spino-pseudo-label-report", "evaluate": "spino-student-report"}
+# Stage (CLI name) -> what its PQ row is called; its report folder's paths.* key.
+EVALUATED = {s.name: s.evaluated[0] for s in STAGES if s.evaluated}
+_REPORT_FOLDER = {s.name: s.evaluated[1] for s in STAGES if s.evaluated}
 TABLE_COLUMNS = ("stage", "PQ", "SQ", "RQ", "PQ things", "PQ stuff", "mIoU")
 
 
@@ -120,13 +122,15 @@ def _rounded(value: Any) -> float | None:
 
 
 def _report_links(cfg: SpinoConfig, stages: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(artifact key, file URI, text) of the HTML reports that exist."""
-    folders = {"report": cfg.paths.pseudo_report, "evaluate": cfg.paths.student_report}
+    """(artifact key, file URI, text) of the HTML reports that exist; the key names what
+    the report is of (``spino-pseudo-labels-report``, ``spino-student-report``)."""
     links = []
     for stage in stages:
-        page = Path(folders[stage]) / "index.html"
+        page = Path(getattr(cfg.paths, _REPORT_FOLDER[stage])) / "index.html"
         if page.is_file():
-            links.append((LINK_KEYS[stage], page.resolve().as_uri(), f"{EVALUATED[stage]} report"))
+            label = EVALUATED[stage]
+            key = f"spino-{label.split(' ')[0]}-report"
+            links.append((key, page.resolve().as_uri(), f"{label} report"))
     return links
 
 

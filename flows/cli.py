@@ -27,20 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from flows.console import quiet_libraries, quiet_user_errors
+from flows.stage_records import STAGE_NAMES, stage
 from spino_core.errors import SpinoError
 
-# Stage names in pipeline order (kept here so `spino --help` needs no Prefect import);
-# flows.stages.STAGES is the source of truth and a test checks they agree. A stage command
-# imports only its own flow module (``flows/<stage>.py``), not every stage's libraries.
-STAGE_NAMES = (
-    "synth",
-    "split",
-    "train-heads",
-    "pseudo-label",
-    "report",
-    "train-student",
-    "evaluate",
-)
+# flows.stage_records: the stages in pipeline order, read before Prefect loads. A stage
+# command imports only its own flow module (``flows/<stage>.py``).
 
 
 def _prefect_env() -> None:
@@ -266,10 +257,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _stage_flow(command: str) -> Any:
     """The stage's flow, importing only its own module (not every stage's libraries)."""
-    import importlib
-
-    module = command.replace("-", "_")
-    return getattr(importlib.import_module(f"flows.{module}"), f"{module}_flow")
+    return stage(command).flow()
 
 
 def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Path]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from flows.stage_records import stage
 from spino_core.errors import ConfigError
 
 DVC_FILE = "dvc.yaml"
@@ -32,9 +33,9 @@ PARAMS_FILE = "params.yaml"  # what dvc.yaml's `params:` entries read
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding this code's dvc.yaml
 
 
-def dvc_name(stage: str) -> str:
+def dvc_name(name: str) -> str:
     """CLI / Prefect stage name (``train-heads``) -> DVC stage name (``train_heads``)."""
-    return stage.replace("-", "_")
+    return stage(name).dvc_name
 
 
 def _dvc_file(params_file: str | os.PathLike[str] | None) -> Path:

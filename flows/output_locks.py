@@ -1,4 +1,4 @@
-"""The output folders of each stage, and the lock a run holds on them.
+"""The locks a run holds on each stage's output folders (and, shared, on its inputs).
 
 Every entry point that writes a stage's outputs takes these locks first: a ``spino`` stage
 command (:mod:`flows.cli`, for the whole command) and a pipeline run that Prefect starts
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.stage_records import stage
 from spino_core.atomic import (
     make_folder,
     remove_stale_temps,
@@ -24,33 +25,8 @@ from spino_core.atomic import (
 )
 from spino_core.errors import SpinoError
 from spino_core.ownership import check_stage_output
-from spino_core.stages.outputs import STAGE_METRICS
 
-__all__ = ["STAGE_INPUTS", "STAGE_OUTPUTS", "lock_outputs"]
-
-# The ``paths.*`` folders each stage writes (its dvc.yaml outs); a test checks they agree.
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "synth": ("raw",),
-    "split": ("split",),
-    "train-heads": ("heads",),
-    "pseudo-label": ("pseudo",),
-    "report": ("pseudo_report",),
-    "train-student": ("student",),
-    "evaluate": ("student_report",),
-}
-
-
-# The ``paths.*`` folders each stage reads (its dvc.yaml deps): held shared while it runs,
-# so a run that would replace one of them (exclusive) is refused, and the other way round.
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "synth": (),
-    "split": ("raw",),
-    "train-heads": ("raw", "split"),
-    "pseudo-label": ("raw", "split", "heads"),
-    "report": ("raw", "split", "pseudo"),  # split: labelled.txt, the reference class mix
-    "train-student": ("raw", "split", "pseudo"),
-    "evaluate": ("raw", "pseudo", "student"),
-}
+__all__ = ["lock_outputs"]
 
 
 def _lock_file(folder: Path) -> Path:
@@ -102,7 +78,8 @@ def lock_outputs(cfg: Any, names: Sequence[str], stack: contextlib.ExitStack) ->
     stage out, so removing temp files cannot hit a live run's file, and keeps a folder from
     being replaced while another run reads it. Returns the output folders.
     """
-    keys = [key for name in names for key in STAGE_OUTPUTS[name]]
+    records = [stage(name) for name in names]
+    keys = [key for record in records for key in record.outputs]
     for key in keys:  # before any lock file is made beside a wrong folder
         check_stage_output(cfg, key)
     folders = [Path(getattr(cfg.paths, key)) for key in keys]
@@ -112,9 +89,9 @@ def lock_outputs(cfg: Any, names: Sequence[str], stack: contextlib.ExitStack) ->
         if folder.is_dir():
             remove_stale_temps(folder)
         remove_stale_work_folders(folder)
-    inputs = dict.fromkeys(k for name in names for k in STAGE_INPUTS[name] if k not in keys)
+    inputs = dict.fromkeys(k for r in records for k in r.inputs if k not in keys)
     for key in inputs:  # read by this run, written by an earlier stage's run
         _take(Path(getattr(cfg.paths, key)), key, stack, exclusive=False)
-    for name in names:  # the shared metrics folder: only this stage's own files' temps
-        remove_stale_temps_of(cfg.paths.metrics, STAGE_METRICS.get(name, ()))
+    for record in records:  # the shared metrics folder: only this stage's own files' temps
+        remove_stale_temps_of(cfg.paths.metrics, record.metrics)
     return folders

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from flows import output_locks
 from flows.artifacts import publish_pipeline_artifacts
 from flows.dvc_state import is_current, open_pipeline_repo, record_run
-from flows.stages import STAGES
+from flows.stage_records import STAGE_NAMES, stage
 from flows.tracking import check_tracking, lineage_tags
 from spino_core.config import SpinoConfig, load_config
 
@@ -39,7 +39,7 @@ def _run_stages(
                 skipped.append(name)
                 logger.info("stage %s: DVC finds it up to date -> skipped", name)
                 continue
-            results[name] = STAGES[name](params=params, overrides=overrides)
+            results[name] = stage(name).flow()(params=params, overrides=overrides)
             if repo is not None:
                 record_run(repo, name)  # dvc.lock now knows this run, as after dvc repro
     return results, skipped
@@ -60,10 +60,10 @@ def pipeline_flow(
     """
     overrides = list(overrides or [])
     cfg: SpinoConfig = load_config(params, overrides)  # fail on bad params before any stage
-    names = stages or list(STAGES)
-    unknown = [n for n in names if n not in STAGES]
+    names = stages or list(STAGE_NAMES)
+    unknown = [n for n in names if n not in STAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGE_NAMES)}")
     with contextlib.ExitStack() as stack:
         if lock_outputs:
             output_locks.lock_outputs(cfg, names, stack)
@@ -92,10 +92,12 @@ def _with_skipped_metrics(
     results: dict[str, Any], skipped: list[str], cfg: SpinoConfig
 ) -> dict[str, Any]:
     """``results`` plus, for evaluated stages DVC skipped, the metrics their last run left."""
-    folders = {"report": cfg.paths.pseudo_report, "evaluate": cfg.paths.student_report}
     out = dict(results)
-    for stage in skipped:
+    for record in map(stage, skipped):
+        if record.evaluated is None:
+            continue
+        report = Path(getattr(cfg.paths, record.evaluated[1]))
         # unreadable: no table row for it; its report link still shows if it exists
         with contextlib.suppress(OSError, ValueError, KeyError):
-            out[stage] = json.loads((Path(folders[stage]) / "metrics.json").read_text())
+            out[record.name] = json.loads((report / "metrics.json").read_text())
     return out

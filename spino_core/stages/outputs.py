@@ -22,15 +22,6 @@ from spino_core.report.csv_text import csv_text
 
 PANOPTIC_GROUPS = ("All", "Things", "Stuff")
 
-# The files each stage writes under ``paths.metrics`` (its dvc.yaml ``metrics`` and ``plots``;
-# a test checks they agree). The folder is shared, so a stage clears a killed run's temp
-# files of these names only (``flows.cli``), never those of a stage that may be running.
-STAGE_METRICS: dict[str, tuple[str, ...]] = {
-    "train-heads": ("heads.json", "heads_history.csv", "heads_per_class.csv"),
-    "report": ("pseudo_labels.json", "pseudo_labels_per_class.csv", "pseudo_labels_per_image.csv"),
-    "train-student": ("student_train.json", "student_history.csv"),
-    "evaluate": ("student.json", "student_per_class.csv", "student_per_image.csv"),
-}
 #: The pool report's numbers that need no ground truth (None where not known).
 POOL_KEYS = (
     "images",

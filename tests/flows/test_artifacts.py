@@ -93,6 +93,6 @@ def test_the_pipeline_publishes_a_metrics_table_and_report_links(
     assert rows == metrics_table(RESULTS)
     assert [r["stage"] for r in rows] == ["pseudo-labels", "student (val)"]
     assert rows[0]["PQ"] == 0.1134 and rows[1]["mIoU"] == 0.42
-    link = by_key["spino-pseudo-label-report"]  # only the report that exists is linked
+    link = by_key["spino-pseudo-labels-report"]  # only the report that exists is linked
     assert page.resolve().as_uri() in link.data  # Prefect stores a link as markdown
     assert "spino-student-report" not in by_key

@@ -1,12 +1,11 @@
-"""Each stage's output folders (``flows.output_locks.STAGE_OUTPUTS``) are its dvc.yaml outs, and a
-stage clears a killed run's temp files there under a lock that keeps a second run out."""
+"""A stage clears a killed run's temp files in its output folders (``flows.stage_records``)
+under a lock that keeps a second run out."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,35 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from flows.cli import STAGE_NAMES, _lock_outputs
-from flows.output_locks import STAGE_INPUTS, STAGE_OUTPUTS
+from flows.cli import _lock_outputs
 from spino_core.config import load_config
 from spino_core.errors import SpinoError
-from spino_core.stages.outputs import STAGE_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_stage_outputs_match_dvc_yaml() -> None:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name in STAGE_NAMES:
-        outs = stages[name.replace("-", "_")]["outs"]
-        keys = {
-            re.match(r"\$\{paths\.(\w+)\}", next(iter(o)) if isinstance(o, dict) else o)[1]
-            for o in outs
-        }
-        assert set(STAGE_OUTPUTS[name]) == keys, name
-
-
-def test_stage_inputs_match_dvc_yaml() -> None:
-    """The folders a stage holds shared are the ``paths.*`` folders its dvc.yaml deps name."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name in STAGE_NAMES:
-        deps = stages[name.replace("-", "_")].get("deps", [])
-        keys = {m[1] for d in deps if (m := re.match(r"\$\{paths\.(\w+)\}", d))}
-        assert set(STAGE_INPUTS[name]) == keys, name
 
 
 def test_stage_clears_stale_temps_under_a_lock(tiny_params, tmp_path: Path) -> None:
@@ -61,16 +37,6 @@ def test_stage_clears_stale_temps_under_a_lock(tiny_params, tmp_path: Path) -> N
             _lock_outputs(cfg, "train-heads", contextlib.ExitStack())
     with (heads.parent / ".heads.lock").open("a") as f:  # released at the end of the stage
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def test_stage_metric_files_match_dvc_yaml() -> None:
-    """``STAGE_METRICS``: the files each stage writes under ``paths.metrics`` (metrics, plots)."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name in STAGE_NAMES:
-        stage = stages[name.replace("-", "_")]
-        entries = [*stage.get("metrics", []), *stage.get("plots", [])]
-        files = {next(iter(e)) if isinstance(e, dict) else e for e in entries}
-        assert {f"${{paths.metrics}}/{f}" for f in STAGE_METRICS.get(name, ())} == files, name
 
 
 def _killed_inside(code: str) -> None:

@@ -1,0 +1,94 @@
+"""The pipeline's stages, each said once: name, flow, the folders it reads and writes, its
+metrics files, its evaluated report.
+
+Everything else is derived from :data:`STAGES`: the ``spino`` stage commands and their
+order, the parent pipeline flow's order, the output and input locks
+(:mod:`flows.output_locks`), the temp files each stage may clear in the shared metrics
+folder, the metrics table and report links (:mod:`flows.artifacts`), the DVC stage names
+(:mod:`flows.dvc_state`). ``dvc.yaml`` stays a plain file DVC reads; a test checks its
+``outs``, ``deps`` and ``metrics``/``plots`` against these records, and the params each stage
+reads are declared there (its ``params:``), once.
+
+Adding a stage = its function in ``spino_core/stages/``, a task, a flow module
+``flows/<name>.py`` holding ``<name>_flow``, one record here, one stage in ``dvc.yaml``.
+
+This module imports nothing heavy: ``spino --help`` and the CLI read it before Prefect loads,
+and a stage command imports only its own flow (:meth:`StageRecord.flow`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from spino_core.errors import SpinoError
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    name: str  # CLI and Prefect name ("train-heads"); DVC's is dvc_name ("train_heads")
+    outputs: tuple[str, ...]  # paths.* keys of the folders it writes: dvc.yaml outs
+    inputs: tuple[str, ...] = ()  # paths.* keys of the folders it reads: dvc.yaml deps
+    metrics: tuple[str, ...] = ()  # files it writes under paths.metrics (metrics, plots)
+    # An evaluated stage: (what its PQ row is called, its report folder's paths.* key)
+    evaluated: tuple[str, str] | None = None
+
+    @property
+    def dvc_name(self) -> str:
+        return self.name.replace("-", "_")
+
+    def flow(self) -> Callable[..., Any]:
+        """The stage's Prefect flow, ``flows.<dvc_name>.<dvc_name>_flow`` (imported here:
+        only this stage's libraries load)."""
+        module = importlib.import_module(f"flows.{self.dvc_name}")
+        return getattr(module, f"{self.dvc_name}_flow")
+
+
+#: In pipeline order.
+STAGES: tuple[StageRecord, ...] = (
+    StageRecord("synth", outputs=("raw",)),
+    StageRecord("split", outputs=("split",), inputs=("raw",)),
+    StageRecord(
+        "train-heads",
+        outputs=("heads",),
+        inputs=("raw", "split"),
+        metrics=("heads.json", "heads_history.csv", "heads_per_class.csv"),
+    ),
+    StageRecord("pseudo-label", outputs=("pseudo",), inputs=("raw", "split", "heads")),
+    StageRecord(
+        "report",
+        outputs=("pseudo_report",),
+        inputs=("raw", "split", "pseudo"),
+        metrics=(
+            "pseudo_labels.json",
+            "pseudo_labels_per_class.csv",
+            "pseudo_labels_per_image.csv",
+        ),
+        evaluated=("pseudo-labels", "pseudo_report"),
+    ),
+    StageRecord(
+        "train-student",
+        outputs=("student",),
+        inputs=("raw", "split", "pseudo"),
+        metrics=("student_train.json", "student_history.csv"),
+    ),
+    StageRecord(
+        "evaluate",
+        outputs=("student_report",),
+        inputs=("raw", "pseudo", "student"),
+        metrics=("student.json", "student_per_class.csv", "student_per_image.csv"),
+        evaluated=("student (val)", "student_report"),
+    ),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+
+
+def stage(name: str) -> StageRecord:
+    """The record of stage ``name`` (CLI name); one line listing the stages if unknown."""
+    for record in STAGES:
+        if record.name == name:
+            return record
+    raise SpinoError(f"unknown stage {name!r}; the stages are: {', '.join(STAGE_NAMES)}")
