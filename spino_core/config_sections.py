@@ -109,11 +109,48 @@ class CameraMaskConfig:
 
 
 @dataclass(frozen=True)
+class ClassSpec:
+    """One class of a class table given in params (``data.classes``)."""
+
+    name: str
+    id: int  # category id of the outputs, 1..999
+    isthing: bool
+    color: tuple[int, ...] = ()  # [R, G, B]; () = a fixed colour per position
+    # the dataset's label ids folded into this class (Cityscapes labelIds for the
+    # cityscapes / kitti360 layouts); () = just ``id``
+    source_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    layout: Literal["cityscapes", "kitti360"] = "cityscapes"
+    layout: Literal["cityscapes", "kitti360", "coco_panoptic"] = "cityscapes"
     train_split: str = "train"
     val_split: str = "val"
     camera_mask: CameraMaskConfig = field(default_factory=CameraMaskConfig)
+    # The class table: auto (the layout's: cityscapes, kitti360, or the coco_panoptic export's
+    # categories), a preset name, or a list of classes (ClassSpec).
+    classes: Literal["auto", "cityscapes", "kitti360"] | tuple[ClassSpec, ...] = "auto"
+    # coco_panoptic layout, relative to paths.raw: the folder of all images (labelled, val
+    # and the unlabelled pool), the labelled export's JSON (its PNGs in the folder named
+    # like the JSON without .json, as COCO ships them) and an optional val export.
+    images: str = ""
+    labelled: str = ""
+    val: str = ""
+
+    def __post_init__(self) -> None:
+        coco = self.layout == "coco_panoptic"
+        if coco and (not self.images or not self.labelled):
+            key = "data.images" if not self.images else "data.labelled"
+            param_error(key, "the coco_panoptic layout needs data.images and data.labelled")
+        if coco and self.classes != "auto":
+            param_error(
+                "data.classes",
+                "the coco_panoptic layout takes its classes from the labelled export's "
+                "categories; remove data.classes (or set it to auto)",
+            )
+        for key in ("images", "labelled", "val"):
+            if not coco and getattr(self, key):
+                param_error(f"data.{key}", "is read only by the coco_panoptic layout")
 
 
 @dataclass(frozen=True)
