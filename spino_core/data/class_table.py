@@ -284,3 +284,18 @@ def preset(name: str) -> ClassTable:
         raise SpinoError(
             f"unknown class table preset {name!r}; valid: {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+def recorded_table(meta: Mapping[str, Any], where: str) -> ClassTable:
+    """The table a checkpoint's metadata records: ``categories`` (:meth:`ClassTable.record`),
+    or, for files written before tables existed, the Cityscapes names in ``classes``."""
+    if "categories" in meta:
+        table = table_from_record(meta["categories"], where)
+        if "classes" in meta and meta["classes"] != table.names:
+            raise SpinoError(
+                f"{where}: its class table is inconsistent ('classes' vs 'categories'); retrain it"
+            )
+        return table
+    if meta.get("classes") == CITYSCAPES.names:
+        return CITYSCAPES
+    raise SpinoError(f"{where}: records no class table this version reads; retrain it")
