@@ -237,8 +237,11 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
             mlflow.set_tag(PSEUDO_LABELS_TAG, digest)  # the student's version links to it
 
 
-def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str) -> None:
-    """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures."""
+def log_panoptic_report(
+    mlflow: Any, metrics: Mapping[str, Any], report_dir: str, classes: Any = None
+) -> None:
+    """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures;
+    ``classes`` (a ``ClassTable``, default Cityscapes') names the per-class metrics."""
     flat = {
         f"{group.lower()}_{name}": float(metrics[group][name])
         for group in ("All", "Things", "Stuff")
@@ -247,9 +250,10 @@ def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str
     }
     if metrics.get("miou") is not None:
         flat["miou"] = float(metrics["miou"])
-    from spino_core.data.classes import by_label_id
+    from spino_core.data.class_table import CITYSCAPES
 
+    table = CITYSCAPES if classes is None else classes
     for cid, values in metrics.get("per_class", {}).items():
-        flat[f"pq.{by_label_id(int(cid)).name.replace(' ', '_')}"] = float(values["pq"])
+        flat[f"pq.{table.by_id(int(cid)).name.replace(' ', '_')}"] = float(values["pq"])
     mlflow.log_metrics(flat)
     mlflow.log_artifacts(report_dir, "report")

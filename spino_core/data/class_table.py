@@ -179,7 +179,7 @@ class ClassTable:
         diff = recorded.difference(self)
         if diff is not None:
             raise SpinoError(
-                f"{where}: trained for another class table (recorded {recorded.origin} vs "
+                f"{where}: made for another class table (recorded {recorded.origin} vs "
                 f"this run's {self.origin}: {diff}); {fix}"
             )
 
@@ -213,7 +213,7 @@ def table_from_record(record: Any, where: str) -> ClassTable:
     """The table a checkpoint recorded (:meth:`ClassTable.record`)."""
     if not isinstance(record, list) or not record:
         raise SpinoError(f"{where}: records no class table; retrain it")
-    return table_from_categories(record, origin=f"recorded in {where}")
+    return table_from_categories(record, origin=where)
 
 
 def _color(value: Any, i: int, origin: str) -> tuple[int, int, int]:

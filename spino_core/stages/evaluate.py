@@ -21,7 +21,7 @@ from typing import Any
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
-from spino_core.data.datasets import Dataset, open_dataset
+from spino_core.data.datasets import Dataset, open_split
 from spino_core.devices import resolve_device
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
@@ -57,7 +57,7 @@ def training_comparison(
             f"pseudo-labels ({PANOPTIC_JSON} in paths.pseudo)."
         ]
     labelled = read_panoptic_json(pseudo / PANOPTIC_JSON, pseudo / PANOPTIC_DIR).by_image_id
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     stems = [s for s in dataset.stems if s in labelled and dataset.has_labels(s)]
     if not stems:
         return None, [
@@ -86,9 +86,11 @@ def training_comparison(
 
 def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     """Predict val into ``paths.student_report``, report there, summary in ``paths.metrics``."""
-    val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split)
+    val = open_split(cfg.data, cfg.paths.raw, cfg.data.val_split)
     out = Path(cfg.paths.student_report)
-    model = load_student(cfg.paths.student, resolve_device(cfg.student.device))
+    model = load_student(
+        cfg.paths.student, resolve_device(cfg.student.device), expected_classes=val.classes
+    )
     with locked_folder(out.parent), tempfile.TemporaryDirectory(prefix="spino-eval-") as work:
         remove_stale_siblings(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -116,5 +118,7 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         summary[key] = str(out / Path(summary[key]).relative_to(tmp))
     per_image = result["paths"]["per_image_csv"]
     per_image = out / Path(per_image).relative_to(tmp)  # swapped into place with the rest
-    write_panoptic_metrics(cfg.paths.metrics, "student", result["metrics"], per_image)
+    write_panoptic_metrics(
+        cfg.paths.metrics, "student", result["metrics"], per_image, model.classes
+    )
     return {"metrics": result["metrics"], "predict": summary}

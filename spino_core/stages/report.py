@@ -16,7 +16,7 @@ from typing import Any
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import class_table_for, open_split
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report import build_quality_report
@@ -61,7 +61,7 @@ def report_against_ground_truth(
     """Convert the ground truth of the predicted images (a temporary COCO set), then report.
 
     ``prediction_name``, ``comparison`` and ``notes``: as in build_quality_report."""
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, split)
+    dataset = open_split(cfg.data, cfg.paths.raw, split)
     if stems is None:
         pred = read_panoptic_json(pred_json, pred_dir)
         stems = sorted(str(img["id"]) for img in pred.images)
@@ -100,5 +100,8 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
         prediction_name="pseudo-label",
     )
     per_image = result["paths"]["per_image_csv"]
-    write_panoptic_metrics(cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image)
+    classes = class_table_for(cfg.data, cfg.paths.raw)
+    write_panoptic_metrics(
+        cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image, classes
+    )
     return {"metrics": result["metrics"], "paths": {k: str(v) for k, v in result["paths"].items()}}
