@@ -39,30 +39,33 @@ SYNTH_CAR_CLASSES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def write_jpeg(path: Path, image_rgb: Any, quality: int = 95) -> None:
-    """(H, W, 3) uint8 RGB -> JPEG file, atomically."""
-    ok, buf = cv2.imencode(".jpg", image_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+def write_image(path: Path, image_rgb: Any, quality: int = 95) -> None:
+    """(H, W, 3) uint8 RGB -> an image file of ``path``'s suffix (JPEG at ``quality``)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix == ".jpg" else []
+    ok, buf = cv2.imencode(path.suffix, image_rgb[..., ::-1], params)
     if not ok:
-        raise ValueError(f"{path}: JPEG encoding failed")
+        raise ValueError(f"{path}: image encoding failed")
     write_bytes_atomic(path, buf.tobytes())
 
 
-def image_name(dataset: Dataset, stem: str) -> str:
-    """Where an image goes in the exported folder: ``<parent folder>/<stem>.jpg`` (nested,
+def image_name(dataset: Dataset, stem: str, ext: str = ".jpg") -> str:
+    """Where an image goes in the exported folder: ``<parent folder>/<stem><ext>`` (nested,
     as a tool's image folder often is)."""
-    return f"{Path(dataset.image_path(stem)).parent.name}/{stem}.jpg"
+    return f"{Path(dataset.image_path(stem)).parent.name}/{stem}{ext}"
 
 
-def write_images(dataset: Dataset, images_dir: Path) -> dict[str, str]:
-    """Every image of ``dataset`` as a JPEG under ``images_dir``; stem -> relative name."""
+def write_images(dataset: Dataset, images_dir: Path, ext: str = ".jpg") -> dict[str, str]:
+    """Every image of ``dataset`` under ``images_dir`` (JPEG by default); stem -> name."""
     names = {}
     for stem in dataset.stems:
-        names[stem] = image_name(dataset, stem)
-        write_jpeg(images_dir / names[stem], dataset.load_image(stem))
+        names[stem] = image_name(dataset, stem, ext)
+        write_image(images_dir / names[stem], dataset.load_image(stem))
     return names
 
 
-def write_export(dataset: Dataset, stems: Sequence[str], json_path: Path) -> None:
+def write_export(
+    dataset: Dataset, stems: Sequence[str], json_path: Path, ext: str = ".jpg"
+) -> None:
     """The ground truth of ``stems`` as a COCO-panoptic export in ``dataset.classes``:
     ``json_path`` + its PNG folder (:func:`export_png_dir`); image ``file_name`` as
     :func:`image_name` gives it, integer image ids from 1."""
@@ -74,7 +77,7 @@ def write_export(dataset: Dataset, stems: Sequence[str], json_path: Path) -> Non
         png = f"{stem}.png"
         write_panoptic_png(png_dir / png, ids)
         h, w = ids.shape
-        name = image_name(dataset, stem)
+        name = image_name(dataset, stem, ext)
         images.append({"id": image_id, "file_name": name, "height": h, "width": w})
         annotations.append({"image_id": image_id, "file_name": png, "segments_info": segments})
     write_panoptic_json(json_path, images, annotations, dataset.classes.coco_categories())
