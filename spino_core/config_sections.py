@@ -148,6 +148,13 @@ class DataConfig:
                 "the coco_panoptic layout takes its classes from the labelled export's "
                 "categories; remove data.classes (or set it to auto)",
             )
+        own = coco or not isinstance(self.classes, str)
+        if own and self.camera_mask.source == "labelled":
+            param_error(
+                "data.camera_mask.source",
+                "labelled reads Cityscapes labelIds, which your own classes do not keep; "
+                "give the mask as a PNG path instead",
+            )
         for key in ("images", "labelled", "val"):
             if not coco and getattr(self, key):
                 param_error(f"data.{key}", "is read only by the coco_panoptic layout")

@@ -10,7 +10,7 @@ runs at the network size and the panoptic map is upsampled nearest, which is fas
 Output folder::
 
     panoptic/<stem>.png   COCO-panoptic PNG (segment id = R + 256 G + 256² B, 0 = void)
-    panoptic.json         images + annotations (image_id = stem) + Cityscapes categories
+    panoptic.json         images + annotations (image_id = stem) + the model's categories
 
 The folder is written as a unit: everything goes to a hidden sibling ``.<out>.tmp-XXXX``
 that replaces ``<out>`` only when complete, so a failed run leaves the previous prediction

@@ -119,6 +119,12 @@ def test_coco_layout_rejects_explicit_classes() -> None:
         config_from_dict({"data": {"images": "i"}})
 
 
+def test_camera_mask_from_labels_needs_cityscapes_ids() -> None:
+    data = {"classes": SYNTH_CAR_CLASSES, "camera_mask": {"source": "labelled"}}
+    with pytest.raises(ConfigError, match=r"data\.camera_mask\.source: labelled reads"):
+        config_from_dict({"data": data})
+
+
 def test_difference_names_the_first_change() -> None:
     six = _table(SYNTH_6_CLASSES)
     assert "19 classes" in CITYSCAPES.difference(six) and "vs 6" in CITYSCAPES.difference(six)
