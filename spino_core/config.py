@@ -21,12 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
+from spino_core.config_data import CameraMaskConfig, ClassSpec, DataConfig
 from spino_core.config_sections import (
     DINOV2_MODELS,
     BackboneConfig,
-    CameraMaskConfig,
-    ClassSpec,
-    DataConfig,
     HeadsConfig,
     MlflowConfig,
     OrchestrationConfig,
