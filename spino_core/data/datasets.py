@@ -113,7 +113,7 @@ def class_table_for(data: DataConfig, raw: Path | str) -> ClassTable:
                 )
                 for i, c in enumerate(data.classes)
             ),
-            origin="params data.classes",
+            origin="data.classes",
         )
     except SpinoError as exc:
         raise ConfigError(f"params: {exc}") from None
