@@ -111,16 +111,16 @@ def _evaluate_panoptic(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from spino_core.atomic import write_json_atomic
-    from spino_core.metrics.evaluate_files import evaluate_panoptic_files, format_table
+    from spino_core.metrics.evaluate_files import evaluate_with_categories, format_table
 
-    metrics = evaluate_panoptic_files(
+    metrics, categories = evaluate_with_categories(
         Path(args.gt_json),
         Path(args.gt_dir),
         Path(args.pred_json),
         Path(args.pred_dir),
         workers=args.workers,
     )
-    print(format_table(metrics))
+    print(format_table(metrics, categories))
     if args.out:
         write_json_atomic(args.out, metrics)
 

@@ -24,8 +24,10 @@ def evaluate_flow(
             import mlflow
 
             from flows.registry import register_student
+            from spino_core.data.datasets import class_table_for
 
-            log_panoptic_report(mlflow, metrics, cfg.paths.student_report)
+            classes = class_table_for(cfg.data, cfg.paths.raw)
+            log_panoptic_report(mlflow, metrics, cfg.paths.student_report, classes)
             pq = float(metrics["All"]["pq"]) if "All" in metrics else None  # None: no val set
             registry = register_student(
                 cfg.paths.student,

@@ -91,19 +91,21 @@ def weights_sha256(student_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def class_table() -> list[dict[str, Any]]:
-    """The 19 training classes in trainId order (what the panoptic maps' trainIds mean)."""
-    from spino_core.data.classes import TRAIN_CLASSES
+def class_table(student_dir: str | Path) -> list[dict[str, Any]]:
+    """The student's class table in trainId order (what the panoptic maps' trainIds mean;
+    ``labelId``: the category id its COCO outputs use)."""
+    from spino_core.models.student_io import read_student_record
 
+    classes = read_student_record(student_dir)[2]
     return [
         {
-            "trainId": c.train_id,
-            "labelId": c.label_id,
+            "trainId": i,
+            "labelId": c.id,
             "name": c.name,
             "isthing": c.is_thing,
             "color": list(c.color),
         }
-        for c in TRAIN_CLASSES
+        for i, c in enumerate(classes.classes)
     ]
 
 
@@ -174,7 +176,7 @@ def _log_pyfunc(student_dir: Path, sha: str) -> Any:
             signature=SIGNATURE,
             input_example=np.zeros((1, 28, 56, 3), dtype=np.uint8),
             metadata={
-                "classes": class_table(),
+                "classes": class_table(student_dir),
                 "panoptic_id": "trainId * 1000 + instance (things), trainId * 1000 (stuff), "
                 "-1 void",
                 WEIGHTS_TAG: sha,

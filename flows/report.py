@@ -20,6 +20,9 @@ def report_flow(params: str = "params.yaml", overrides: list[str] | None = None)
         if run is not None:  # MLflow imported only when enabled
             import mlflow
 
-            log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report)
+            from spino_core.data.datasets import class_table_for
+
+            classes = class_table_for(cfg.data, cfg.paths.raw)
+            log_panoptic_report(mlflow, out["metrics"], cfg.paths.pseudo_report, classes)
     finish_stage("report", cfg, out["metrics"])
     return out["metrics"]

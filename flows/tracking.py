@@ -250,8 +250,11 @@ _POOL_NUMBERS = (
 )
 
 
-def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str) -> None:
-    """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures."""
+def log_panoptic_report(
+    mlflow: Any, metrics: Mapping[str, Any], report_dir: str, classes: Any = None
+) -> None:
+    """PQ/SQ/RQ (All/Things/Stuff), mIoU, per-class PQ and the report folder's pictures;
+    ``classes`` (a ``ClassTable``, default Cityscapes') names the per-class metrics."""
     flat = {
         f"{group.lower()}_{name}": float(metrics[group][name])
         for group in ("All", "Things", "Stuff")
@@ -264,9 +267,10 @@ def log_panoptic_report(mlflow: Any, metrics: Mapping[str, Any], report_dir: str
         for key in _POOL_NUMBERS:  # what is known without ground truth (None: not logged)
             if isinstance(metrics.get(key), int | float):
                 flat[key] = float(metrics[key])
-    from spino_core.data.classes import by_label_id
+    from spino_core.data.class_table import CITYSCAPES
 
+    table = CITYSCAPES if classes is None else classes
     for cid, values in metrics.get("per_class", {}).items():
-        flat[f"pq.{by_label_id(int(cid)).name.replace(' ', '_')}"] = float(values["pq"])
+        flat[f"pq.{table.by_id(int(cid)).name.replace(' ', '_')}"] = float(values["pq"])
     mlflow.log_metrics(flat)
     mlflow.log_artifacts(report_dir, "report")

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from spino_core.config_data import CameraMaskConfig, ClassSpec, DataConfig
 from spino_core.config_sections import (
     DINOV2_MODELS,
     BackboneConfig,
-    CameraMaskConfig,
-    DataConfig,
     HeadsConfig,
     MlflowConfig,
     OrchestrationConfig,
@@ -44,6 +43,7 @@ __all__ = [
     "LOCATION_SECTIONS",
     "BackboneConfig",
     "CameraMaskConfig",
+    "ClassSpec",
     "DataConfig",
     "HeadsConfig",
     "MlflowConfig",
@@ -249,6 +249,8 @@ def _check_range(key: str, name: str, value: Any) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         param_error(key, f"must be >= 0, got {value}")
     if isinstance(value, tuple) and key not in _SIGNED_LISTS:
+        if key.endswith((".color", ".source_ids")):  # colours and label ids start at 0
+            return
         low = 0 if key in _INDEX_LISTS else 1
         for i, item in enumerate(value):
             if isinstance(item, int) and not isinstance(item, bool) and item < low:

@@ -100,45 +100,6 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
-class CameraMaskConfig:
-    """Static camera void (ego vehicle, rectification border): spino_core/data/camera_mask.py.
-
-    source: none; labelled (a pixel is void when one of ``label_ids`` in at least
-    ``min_fraction`` of the k labelled images); or a PNG path (non-zero = void, any size
-    of the images' aspect ratio; relative = beside params.yaml).
-    """
-
-    source: str = "none"
-    min_fraction: float = 0.5
-    label_ids: tuple[int, ...] = (1, 2, 3)  # Cityscapes labelIds
-
-    def __post_init__(self) -> None:
-        if self.source not in ("none", "labelled") and not self.source.lower().endswith(".png"):
-            param_error(
-                "data.camera_mask.source",
-                f"{self.source!r} is not none, labelled or a path to a .png file",
-            )
-        if not 0.0 < self.min_fraction <= 1.0:
-            param_error(
-                "data.camera_mask.min_fraction", f"must be in (0, 1], got {self.min_fraction}"
-            )
-        if not self.label_ids or any(not 1 <= i <= 33 for i in self.label_ids):
-            param_error(
-                "data.camera_mask.label_ids",
-                f"must be Cityscapes labelIds 1..33 (1 ego vehicle, 2 rectification border, "
-                f"3 out of roi), got {list(self.label_ids)}",
-            )
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    layout: Literal["cityscapes", "kitti360"] = "cityscapes"
-    train_split: str = "train"
-    val_split: str | None = "val"  # null: no val set (evaluate then records no PQ)
-    camera_mask: CameraMaskConfig = field(default_factory=CameraMaskConfig)
-
-
-@dataclass(frozen=True)
 class SplitConfig:
     k: int = 10
     # random: k stems drawn from a seeded RNG; stems: the explicit list (published splits);

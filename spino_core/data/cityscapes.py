@@ -19,9 +19,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spino_core.data.classes import NUM_CLASSES, VALID_LABEL_IDS, by_label_id, label_to_train_lut
+from spino_core.data.class_table import CITYSCAPES, ClassTable
+from spino_core.data.classes import VALID_LABEL_IDS, VOID, by_label_id
 from spino_core.data.image_io import decode_image
-from spino_core.data.panoptic_ids import is_thing_instance, label_of_instance_id
+from spino_core.data.panoptic_ids import (
+    LABEL_OFFSET,
+    MAX_INSTANCES,
+    is_thing_instance,
+    label_of_instance_id,
+)
 from spino_core.data.sample import Sample
 from spino_core.errors import DataError
 
@@ -41,7 +47,6 @@ class UnknownImageError(DataError, KeyError):
 THING_LABEL_MASK = np.zeros(256, dtype=bool)
 for _lid in VALID_LABEL_IDS:
     THING_LABEL_MASK[_lid] = by_label_id(_lid).is_thing
-_LABEL_TO_TRAIN = label_to_train_lut()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,11 +114,54 @@ def label_histogram(label: np.ndarray, valid: np.ndarray, path: Path) -> np.ndar
     return counts
 
 
-def train_counts(label_counts: np.ndarray) -> np.ndarray:
-    """(256,) counts by Cityscapes labelId -> (19,) int64 counts by trainId (void dropped)."""
+def train_counts(label_counts: np.ndarray, classes: ClassTable = CITYSCAPES) -> np.ndarray:
+    """(256,) counts by Cityscapes labelId -> (num_classes,) int64 counts by train index
+    of ``classes`` (void and unmapped ids dropped)."""
     out = np.zeros(256, dtype=np.int64)
-    np.add.at(out, _LABEL_TO_TRAIN, label_counts)
-    return out[:NUM_CLASSES]
+    np.add.at(out, classes.source_to_train_lut(), label_counts)
+    return out[: classes.num_classes]
+
+
+def to_class_table(
+    label: np.ndarray, instance: np.ndarray, classes: ClassTable, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cityscapes labelIds and instance ids -> (semantic train indices, instance ids) of
+    ``classes``.
+
+    Args:
+        label: (H, W) uint8 Cityscapes labelIds.
+        instance: (H, W) int32 Cityscapes instance ids (``labelId * 1000 + k`` / labelId).
+
+    Returns:
+        ((H, W) uint8 train indices, 255 = void; (H, W) int32 instance ids in the table's
+        ids). A table that maps each class from its own id (the presets) keeps ``instance``
+        as it is; otherwise folded classes are renumbered (``id * 1000 + k``, k in order of
+        the source instance ids), stuff and crowd pixels hold the bare id, unmapped ones 0.
+    """
+    semantic = classes.source_to_train_lut()[label]
+    if classes.is_identity:
+        return semantic, instance
+    target = classes.train_to_id_lut()[semantic].astype(np.int32)
+    target[semantic == VOID] = 0
+    thing_train = np.zeros(256, dtype=bool)
+    thing_train[list(classes.thing_train_ids)] = True
+    keep = is_thing_instance(instance) & thing_train[semantic]
+    out = target.copy()
+    if keep.any():
+        src, inverse = np.unique(instance[keep], return_inverse=True)
+        src_target = np.zeros(src.size, dtype=np.int64)
+        np.maximum.at(src_target, inverse, target[keep])  # one target id per source instance
+        new = np.zeros(src.size, dtype=np.int64)
+        for cid in np.unique(src_target):
+            members = np.flatnonzero(src_target == cid)
+            if members.size > MAX_INSTANCES:
+                raise DataError(
+                    f"{path}: {members.size} instances of class id {int(cid)} after folding; "
+                    f"at most {MAX_INSTANCES} per class per image"
+                )
+            new[members] = cid * LABEL_OFFSET + np.arange(members.size)
+        out[keep] = new[inverse]
+    return semantic, out
 
 
 def check_instances(instance: np.ndarray, label: np.ndarray, path: Path) -> None:
@@ -161,6 +209,7 @@ class LabelledPngDataset:
     root: Path
     split: str
     stems: list[str]
+    classes: ClassTable = CITYSCAPES
     _images: dict[str, Path]
 
     def __len__(self) -> int:
@@ -226,16 +275,16 @@ class LabelledPngDataset:
         instance = read_label_map(inst_path, what="instance label")
         check_same_size(instance, image.shape, inst_path)
         label_ids, inst = self._decode_labels(label, instance, label_path, inst_path)
-        semantic = _LABEL_TO_TRAIN[label_ids]
+        semantic, inst = to_class_table(label_ids, inst, self.classes, inst_path)
         return Sample(stem, image_path, image, semantic=semantic, instance=inst)
 
     def class_pixel_counts(self, stem: str) -> np.ndarray:
-        """(19,) int64 pixels per trainId; reads only the semantic label PNG (cheap)."""
+        """(num_classes,) int64 pixels per train index; reads only the semantic label PNG."""
         label_path = self._label_paths(stem)[0]
         if not label_path.is_file():
             raise DataError(f"{label_path}: semantic label file missing; add it")
         label = read_label_map(label_path, what="semantic label")
-        return train_counts(self._label_counts(label, label_path))
+        return train_counts(self._label_counts(label, label_path), self.classes)
 
     def classes_present(self, stem: str) -> set[int]:
         """TrainIds with at least one pixel in ``stem``'s labels."""
@@ -253,9 +302,10 @@ _VALID_CS[sorted(VALID_LABEL_IDS)] = True
 class CityscapesDataset(LabelledPngDataset):
     """One split of a Cityscapes-layout dataset, indexed by stem (e.g. ``aachen_000000_000019``)."""
 
-    def __init__(self, root: Path | str, split: str) -> None:
+    def __init__(self, root: Path | str, split: str, classes: ClassTable = CITYSCAPES) -> None:
         self.root = Path(root)
         self.split = split
+        self.classes = classes
         img_dir = self.root / "leftImg8bit" / split
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset root not found; {ROOT_FIX_HINT}")

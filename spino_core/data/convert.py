@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spino_core.data.classes import VALID_LABEL_IDS, VOID, by_label_id, coco_categories
+from spino_core.data.class_table import CITYSCAPES, ClassTable
+from spino_core.data.classes import VALID_LABEL_IDS
 from spino_core.data.coco_panoptic import (
     segments_info_from_ids,
     write_panoptic_json,
@@ -40,12 +41,16 @@ IMAGE_SUFFIX = "_gtFine_leftImg8bit.png"
 PANOPTIC_SUFFIX = "_gtFine_panoptic.png"
 
 
-def sample_to_panoptic(instance: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    """Cityscapes instance ids -> COCO-panoptic segment ids and ``segments_info``.
+def sample_to_panoptic(
+    instance: np.ndarray, classes: ClassTable = CITYSCAPES
+) -> tuple[np.ndarray, list[dict]]:
+    """Cityscapes-encoded instance ids -> COCO-panoptic segment ids and ``segments_info``.
 
     Args:
-        instance: (H, W) integer Cityscapes instance ids (``labelId * 1000 + k`` for thing
-            instances, ``labelId`` otherwise), as ``Sample.instance`` holds them.
+        instance: (H, W) integer instance ids (``id * 1000 + k`` for thing instances, the
+            bare id otherwise; ids of ``classes``, or Cityscapes labelIds outside it, which
+            are void), as ``Sample.instance`` holds them.
+        classes: the class table; ids not in it are void.
 
     Returns:
         ((H, W) int32 segment ids, 0 = void; ``segments_info`` sorted by id with ``id``,
@@ -58,19 +63,20 @@ def sample_to_panoptic(instance: np.ndarray) -> tuple[np.ndarray, list[dict]]:
     category_of: dict[int, int] = {}
     iscrowd_of: dict[int, int] = {}
     void_ids: list[int] = []
+    table_ids = set(classes.ids)
+    thing_ids = classes.thing_ids
     present = np.unique(inst)
     labels, has_instance = label_of_instance_id(present), is_thing_instance(present)
     for seg_id, label_id, thing_instance in zip(
         present.tolist(), labels.tolist(), has_instance.tolist(), strict=True
     ):
-        if label_id not in VALID_LABEL_IDS:
+        if label_id not in VALID_LABEL_IDS and label_id not in table_ids:
             raise ValueError(f"instance id {seg_id} has unknown label id {label_id}")
-        cls = by_label_id(label_id)
-        if cls.train_id == VOID:  # ignoreInEval in cityscapesscripts
+        if label_id not in table_ids:  # ignoreInEval in cityscapesscripts
             void_ids.append(seg_id)
             continue
         category_of[seg_id] = label_id
-        iscrowd_of[seg_id] = int(not thing_instance and cls.is_thing)  # crowd: bare labelId
+        iscrowd_of[seg_id] = int(not thing_instance and label_id in thing_ids)  # crowd: bare id
     ids = inst.astype(np.int32, copy=True)
     if void_ids:
         ids[np.isin(ids, void_ids)] = COCO_VOID
@@ -106,12 +112,12 @@ def convert_dataset_to_coco(
     annotations: list[dict] = []
     for stem in tqdm(stems, desc="convert to COCO panoptic", disable=not progress):
         sample = dataset.load(stem, labels=True)
-        ids, segments = sample_to_panoptic(sample.instance)
+        ids, segments = sample_to_panoptic(sample.instance, dataset.classes)
         png_name = f"{stem}{PANOPTIC_SUFFIX}"
         write_panoptic_png(out_dir / png_name, ids)
         h, w = ids.shape
         images.append({"id": stem, "width": w, "height": h, "file_name": f"{stem}{IMAGE_SUFFIX}"})
         annotations.append({"image_id": stem, "file_name": png_name, "segments_info": segments})
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_panoptic_json(out_json, images, annotations, coco_categories())
+    write_panoptic_json(out_json, images, annotations, dataset.classes.coco_categories())
     return len(stems)

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spino_core.data.class_table import KITTI360, ClassTable
 from spino_core.data.cityscapes import (
     ROOT_FIX_HINT,
     THING_LABEL_MASK,
@@ -101,9 +102,10 @@ def _parse_image_path(rel: str, where: str) -> tuple[str, str]:
 class Kitti360Dataset(LabelledPngDataset):
     """One split of KITTI-360 (camera ``image_00``), indexed by ``f"{seq}_{frame}"``."""
 
-    def __init__(self, root: Path | str, split: str) -> None:
+    def __init__(self, root: Path | str, split: str, classes: ClassTable = KITTI360) -> None:
         self.root = Path(root)
         self.split = split
+        self.classes = classes
         raw = self.root / "data_2d_raw"
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset root not found; {ROOT_FIX_HINT}")

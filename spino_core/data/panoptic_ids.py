@@ -22,11 +22,14 @@ as ``labelId * 1000`` does not fit those types.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from spino_core.data.classes import train_to_label_lut
+
+if TYPE_CHECKING:
+    from spino_core.data.class_table import ClassTable
 
 __all__ = [
     "COCO_VOID",
@@ -122,13 +125,17 @@ def split_panoptic(panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(np.asarray(panoptic), INSTANCE_OFFSET)
 
 
-def panoptic_to_coco(panoptic: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+def panoptic_to_coco(
+    panoptic: np.ndarray, classes: ClassTable | None = None
+) -> tuple[np.ndarray, dict[int, int]]:
     """In-memory panoptic map -> COCO-panoptic segment ids, as Cityscapes numbers them.
 
     Args:
         panoptic: (H, W) integer ``trainId * INSTANCE_OFFSET + i`` (i >= 1 for thing
             instances, 0 for stuff), ``PANOPTIC_VOID`` = void, as the fusion and the
             student's post-processing return it.
+        classes: the class table giving each trainId its category id (default: Cityscapes'
+            labelIds).
 
     Returns:
         ((H, W) int32 segment ids: ``labelId * LABEL_OFFSET + (i - 1)`` for thing
@@ -142,7 +149,8 @@ def panoptic_to_coco(panoptic: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     lut = np.full(int(present[-1]) + 1 if present.size else 1, COCO_VOID, dtype=np.int32)
     present = present[present > 0]
     train_id, index = split_panoptic(present + PANOPTIC_VOID)
-    label_id = _TRAIN_TO_LABEL[train_id].astype(np.int64)
+    to_id = _TRAIN_TO_LABEL if classes is None else classes.train_to_id_lut()
+    label_id = to_id[train_id].astype(np.int64)
     seg_id = np.where(index > 0, compose_instance_id(label_id, index - 1), label_id)
     lut[present] = seg_id
     category_of = dict(zip(seg_id.tolist(), label_id.tolist(), strict=True))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import BackboneConfig
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.devices import resolve_device, resolve_precision
 from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import PredictFn
@@ -129,6 +130,7 @@ class LoadedPredictor:
     predict: PredictFn
     input_hw: tuple[int, int]  # the input size the heads were trained at (tile size)
     backbone_name: str
+    classes: ClassTable = CITYSCAPES  # the heads' class table
 
 
 def load_predictor(
@@ -167,4 +169,6 @@ def load_predictor(
         precision=precision,
         compile=compile,
     )
-    return LoadedPredictor(predictor, tuple(loaded.input_size), loaded.backbone_name)
+    return LoadedPredictor(
+        predictor, tuple(loaded.input_size), loaded.backbone_name, loaded.classes
+    )

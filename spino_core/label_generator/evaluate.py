@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASS_NAMES
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.sample import Sample
 from spino_core.label_generator.boundary_targets import boundary_target
 from spino_core.metrics.semantic import ConfusionMatrix
@@ -121,6 +121,7 @@ def boundary_curve(
     samples: list[Sample],
     input_size: tuple[int, int],
     boundary_size: tuple[int, int],
+    thing_ids: tuple[int, ...] | None = None,
 ) -> BoundaryCurve:
     """The boundary head's P/R/F1 curve on labelled ``samples`` at its training resolution."""
     curve = BoundaryCurve()
@@ -128,7 +129,7 @@ def boundary_curve(
         with torch.inference_mode():
             feats = features_of(backbone, heads, s.image, input_size)
             probs = heads.boundary(feats, boundary_size)[0, 0].sigmoid().cpu().numpy()
-        curve.update(probs, boundary_target(s.instance, size=boundary_size))
+        curve.update(probs, boundary_target(s.instance, size=boundary_size, thing_ids=thing_ids))
     return curve
 
 
@@ -140,6 +141,7 @@ def evaluate_heads(
     boundary_size: tuple[int, int],
     *,
     boundary_threshold: float = 0.5,
+    classes: ClassTable = CITYSCAPES,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """(metrics, curve): val semantic mIoU (at ground-truth resolution), boundary P/R/F1 at
     the :data:`THRESHOLDS` entry nearest ``boundary_threshold`` (p >= threshold, at the
@@ -148,20 +150,21 @@ def evaluate_heads(
     labelled = [s for s in samples if s.has_labels]
     if not labelled:
         return {}, []
-    cm = ConfusionMatrix(NUM_CLASSES)
+    cm = ConfusionMatrix(classes.num_classes)
     for s in labelled:
         with torch.inference_mode():
             feats = features_of(backbone, heads, s.image, input_size)
             logits = heads.semantic(feats, input_size)  # (1, K, H, W) -> ground-truth size
             logits = F.interpolate(logits, s.semantic.shape, mode="bilinear", align_corners=False)
             cm.update(logits[0].argmax(0).cpu().numpy(), s.semantic)
-    curve = boundary_curve(backbone, heads, labelled, input_size, boundary_size).curve()
+    things = tuple(sorted(classes.thing_ids))
+    curve = boundary_curve(backbone, heads, labelled, input_size, boundary_size, things).curve()
     at = _at(curve, boundary_threshold)
     best = _at(curve, best_threshold(curve))
     iou = cm.iou()
     return {
         "val_miou": cm.miou(),
-        "val_iou": {TRAIN_CLASS_NAMES[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
+        "val_iou": {classes.names[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
         "boundary_threshold": boundary_threshold,
         "boundary_precision": at["precision"],
         "boundary_recall": at["recall"],

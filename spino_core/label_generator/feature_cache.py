@@ -49,6 +49,7 @@ class ViewSpec:
     n_views: int
     seed: int
     augment: AugmentParams = field(default_factory=AugmentParams)  # ranges of the views
+    thing_ids: tuple[int, ...] | None = None  # the class table's thing ids; None: Cityscapes'
 
 
 def make_view(sample: Sample, index: int, view: int, spec: ViewSpec) -> View:
@@ -146,7 +147,12 @@ def _encode(backbone: DinoBackbone, views: list[View], spec: ViewSpec) -> Batch:
     feats = torch.cat(backbone(images, spec.input_size), dim=1)
     sem = torch.from_numpy(np.stack([v.semantic for v in views]))
     bnd = torch.from_numpy(
-        np.stack([boundary_target(v.instance, size=spec.boundary_size) for v in views])
+        np.stack(
+            [
+                boundary_target(v.instance, size=spec.boundary_size, thing_ids=spec.thing_ids)
+                for v in views
+            ]
+        )
     )
     return feats, sem, bnd
 
@@ -199,6 +205,7 @@ def cache_key(backbone: DinoBackbone, samples: Sequence[Sample], spec: ViewSpec)
         "spec": [list(spec.input_size), list(spec.boundary_size), spec.n_views, spec.seed],
         "augment": dataclasses.asdict(spec.augment),
         "final_norm": bool(backbone.final_norm),
+        "thing_ids": list(spec.thing_ids) if spec.thing_ids is not None else None,
         "version": 3,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ import io
 import cv2
 import numpy as np
 
-from spino_core.data.classes import train_palette
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.sample import Sample
 from spino_core.label_generator.evaluate import best_row, predict_heads
 from spino_core.models.backbone import DinoBackbone
@@ -32,9 +32,11 @@ def heads_preview(
     samples: list[Sample],
     *,
     input_size: tuple[int, int],
+    classes: ClassTable = CITYSCAPES,
 ) -> np.ndarray:
-    """(rows * _ROW_HEIGHT, 4 * W', 3) uint8 RGB grid for the first ``_MAX_ROWS`` samples."""
-    palette = train_palette()
+    """(rows * _ROW_HEIGHT, 4 * W', 3) uint8 RGB grid for the first ``_MAX_ROWS`` samples,
+    coloured by ``classes``."""
+    palette = classes.palette()
     rows = []
     for s in samples[:_MAX_ROWS]:
         pred = predict_heads(backbone, heads, s.image, input_size=input_size)

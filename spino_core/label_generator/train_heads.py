@@ -28,7 +28,7 @@ from spino_core.atomic import remove_orphan_folders
 from spino_core.config import BackboneConfig, HeadsConfig
 from spino_core.data.augment import AugmentParams
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, mask_samples
-from spino_core.data.classes import NUM_CLASSES, TRAIN_CLASS_NAMES
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.sample import Sample
 from spino_core.devices import resolve_device
 from spino_core.errors import SpinoError
@@ -65,21 +65,20 @@ class HeadsResult:
     # val boundary precision / recall / F1 per threshold (evaluate.THRESHOLDS), for the plot
     boundary_curve: list[dict[str, float]] = field(default_factory=list)
     backbone_fingerprint: str = ""  # DinoBackbone.fingerprint of the weights trained on
+    classes: ClassTable = CITYSCAPES  # the class table of the semantic head's outputs
 
 
-def check_labelled(samples: list[Sample]) -> None:
+def check_labelled(samples: list[Sample], classes: ClassTable = CITYSCAPES) -> None:
     """Fail early when the k labelled samples cannot train both heads."""
     if not samples:
         raise SpinoError("train_heads: no labelled samples; check split.k and the split files")
     unlabelled = [s.stem for s in samples if not s.has_labels]
     if unlabelled:
         raise SpinoError(f"train_heads: labelled samples without ground truth: {unlabelled[:5]}")
-    if any(has_instances(s.instance) for s in samples):
+    if any(has_instances(s.instance, classes.thing_ids) for s in samples):
         return
     counts = np.bincount(np.concatenate([s.semantic.ravel() for s in samples]), minlength=256)
-    present = ", ".join(
-        f"{TRAIN_CLASS_NAMES[i]}={counts[i]}" for i in range(NUM_CLASSES) if counts[i]
-    )
+    present = ", ".join(f"{name}={counts[i]}" for i, name in enumerate(classes.names) if counts[i])
     raise SpinoError(
         f"train_heads: the {len(samples)} labelled images ({samples[0].stem}, ...) contain no "
         f"thing instance (ids >= 1000 of an evaluated class), so the boundary head cannot learn; pixel counts: "
@@ -97,6 +96,7 @@ def train_heads(
     backbone: DinoBackbone | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     void_mask: np.ndarray | None = None,
+    classes: ClassTable = CITYSCAPES,
 ) -> HeadsResult:
     """Train both heads on ``samples`` (the k labelled images), evaluate on ``val_samples``.
 
@@ -110,10 +110,10 @@ def train_heads(
     semantic targets, so the semantic loss ignores it in every augmented view (the
     boundary head trains on it as officially: the hood holds no instance).
     """
-    check_labelled(samples)
+    check_labelled(samples, classes)
     samples = mask_samples(samples, void_mask, where=f"{CAMERA_MASK_FILE} (heads)")
     device = resolve_device(heads_cfg.device)
-    run = _Run(heads_cfg, device, progress)
+    run = _Run(heads_cfg, device, progress, classes)
     try:
         if cache_dir is None and heads_cfg.cache == "disk":
             # pid in the name: a SIGKILLed run's cache (GBs on real data) is removed next time
@@ -135,6 +135,7 @@ class _Run:
     cfg: HeadsConfig
     device: torch.device
     progress: bool
+    classes: ClassTable = CITYSCAPES
 
 
 def _train(
@@ -155,14 +156,19 @@ def _train(
     cache_s = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)
-    heads = LabelHeads(backbone.out_channels, cfg.semantic_hidden, cfg.boundary_hidden).to(device)
+    heads = LabelHeads(
+        backbone.out_channels, cfg.semantic_hidden, cfg.boundary_hidden, run.classes.num_classes
+    ).to(device)
     history, train_s = _optimise(heads, sources[0], sources[1], run)
     if not all(math.isfinite(v) for v in history["loss"][-5:]):
         raise SpinoError(f"train_heads: loss diverged ({history['loss'][-1]}); lower heads.lr")
     heads.eval()
-    metrics, curve = evaluate_heads(backbone, heads, val_samples, input_size, boundary_size)
+    metrics, curve = evaluate_heads(
+        backbone, heads, val_samples, input_size, boundary_size, classes=run.classes
+    )
     # Calibration on the k labelled images (boundary_threshold: auto): best-F1 threshold.
-    own = boundary_curve(backbone, heads, samples, input_size, boundary_size).curve()
+    things = tuple(sorted(run.classes.thing_ids))
+    own = boundary_curve(backbone, heads, samples, input_size, boundary_size, things).curve()
     metrics |= {
         "labelled_boundary_best_threshold": best_threshold(own),
         "labelled_boundary_best_f1": max(row["f1"] for row in own),
@@ -176,7 +182,7 @@ def _train(
     }
     return HeadsResult(
         heads.cpu(), backbone.name, list(backbone.blocks), input_size, boundary_size,
-        history, metrics, curve, backbone.fingerprint,
+        history, metrics, curve, backbone.fingerprint, run.classes,
     )  # fmt: skip
 
 
@@ -201,7 +207,8 @@ def _view_sources(
             crop_scale=(scale[0], scale[1]), brightness=jitter, contrast=jitter,
             saturation=jitter, hue=cfg.hue,
         )  # fmt: skip
-        spec = ViewSpec(input_size, boundary_size, cfg.n_views, cfg.seed, augment)
+        things = tuple(sorted(run.classes.thing_ids))
+        spec = ViewSpec(input_size, boundary_size, cfg.n_views, cfg.seed, augment, things)
         mode = "fresh" if cfg.augment == "fresh" else cfg.cache
         sources.append(build_view_source(
             backbone, samples, spec, mode=mode, cache_dir=cache_dir, device=run.device,

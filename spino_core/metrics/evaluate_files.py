@@ -48,6 +48,21 @@ def evaluate_panoptic_files(
     return _evaluate(gt_json, gt_dir, pred_json, pred_dir, workers, progress, with_miou)[0]
 
 
+def evaluate_with_categories(
+    gt_json: Path,
+    gt_dir: Path,
+    pred_json: Path,
+    pred_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    with_miou: bool = False,
+) -> tuple[dict[str, Any], list[dict]]:
+    """:func:`evaluate_panoptic_files` and the ground truth's ``categories`` (for
+    :func:`format_table`: the file's own class names)."""
+    return _evaluate(gt_json, gt_dir, pred_json, pred_dir, workers, progress, with_miou)
+
+
 def _evaluate(
     gt_json: Path,
     gt_dir: Path,
@@ -73,9 +88,11 @@ def _evaluate(
 
 
 def _name_of(cid: int, categories: Sequence[dict] | None) -> str:
-    for c in categories or ():
-        if c["id"] == cid and "name" in c:
-            return str(c["name"])
+    if categories is not None:  # the file's own names; an unnamed category by its id
+        for c in categories:
+            if c["id"] == cid and c.get("name"):
+                return str(c["name"])
+        return str(cid)
     try:
         return classes.by_label_id(cid).name
     except KeyError:
@@ -85,7 +102,8 @@ def _name_of(cid: int, categories: Sequence[dict] | None) -> str:
 def format_table(metrics: dict[str, Any], categories: Sequence[dict] | None = None) -> str:
     """A readable table: All / Things / Stuff, then PQ / SQ / RQ (and IoU) per class, in %.
 
-    Class names come from ``categories`` or else the Cityscapes table. Accepts the dict of
+    Class names come from ``categories`` (the ground truth's: :func:`evaluate_with_categories`),
+    or, without them, from the Cityscapes table. Accepts the dict of
     :func:`evaluate_panoptic_files` or the same read back from JSON (string keys).
     """
     per_class = metrics.get("per_class", {})

@@ -71,7 +71,7 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class SemanticHead(PixelMLP):
-    """Class logits (B, num_classes, H, W) for the 19 Cityscapes trainIds."""
+    """Class logits (B, num_classes, H, W), one channel per class of the class table."""
 
     def __init__(
         self, in_ch: int, hidden: list[int] | None = None, num_classes: int = NUM_CLASSES

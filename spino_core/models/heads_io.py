@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, location_free
-from spino_core.data.classes import TRAIN_CLASS_NAMES
+from spino_core.data.class_table import CITYSCAPES, ClassTable, recorded_table
 from spino_core.errors import SpinoError
 from spino_core.models.backbone import DinoBackbone, backbone_fingerprint, check_fingerprint
 from spino_core.models.heads import LabelHeads
@@ -35,6 +35,7 @@ class TrainedHeads(Protocol):
     input_size: tuple[int, int]  # (H, W) network input the heads were trained at
     boundary_size: tuple[int, int]  # (h, w) boundary target resolution
     backbone_fingerprint: str
+    classes: ClassTable
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class LoadedHeads:
     boundary_size: tuple[int, int]
     config: dict[str, Any]
     backbone_fingerprint: str
+    classes: ClassTable = CITYSCAPES  # the table the heads were trained for
 
 
 def save_heads(
@@ -69,7 +71,8 @@ def save_heads(
         "backbone": result.backbone_name,
         "backbone_fingerprint": result.backbone_fingerprint,
         "blocks": list(result.blocks),
-        "classes": TRAIN_CLASS_NAMES,
+        "classes": result.classes.names,
+        "categories": result.classes.record(),
         "in_channels": heads.in_ch,
         "input_size": list(result.input_size),
         "boundary_size": list(result.boundary_size),
@@ -92,25 +95,30 @@ def load_heads(
     directory: str | os.PathLike[str],
     *,
     expected_backbone: str | BackboneConfig | DinoBackbone | None = None,
+    expected_classes: ClassTable | None = None,
 ) -> LoadedHeads:
     """Read heads written by :func:`save_heads`; refuse a different backbone or class table.
 
     ``expected_backbone``: a model name (name checked), or a config / built backbone (name,
     blocks and the weights fingerprint checked: heads are only valid on the exact weights
     they were trained on; a config's fingerprint costs one backbone build per process).
+    ``expected_classes``: the run's class table; heads trained for another are refused.
     """
     directory = Path(directory)
     sem, bnd = _read(directory / "semantic.pt"), _read(directory / "boundary.pt")
     for payload, name in ((sem, "semantic.pt"), (bnd, "boundary.pt")):
         where = directory / name
-        if payload["classes"] != TRAIN_CLASS_NAMES:
-            raise SpinoError(f"{where}: trained for another class table; retrain the heads")
         same = ("backbone", "blocks", "backbone_fingerprint")
         if any(payload.get(k) != sem.get(k) for k in same):
             raise SpinoError(f"{where}: heads come from different runs; retrain the heads")
+    classes = recorded_table(sem, str(directory / "semantic.pt"))
+    if recorded_table(bnd, str(directory / "boundary.pt")).difference(classes) is not None:
+        raise SpinoError(f"{directory}: heads come from different runs; retrain the heads")
+    if expected_classes is not None:
+        expected_classes.check_same(classes, str(directory), "retrain the heads (train-heads)")
     if expected_backbone is not None:
         _check_backbone(directory, sem, expected_backbone)
-    heads = LabelHeads(sem["in_channels"], sem["hidden"], bnd["hidden"], len(TRAIN_CLASS_NAMES))
+    heads = LabelHeads(sem["in_channels"], sem["hidden"], bnd["hidden"], classes.num_classes)
     try:
         heads.semantic.load_state_dict(sem["state_dict"])
         heads.boundary.load_state_dict(bnd["state_dict"])
@@ -126,6 +134,7 @@ def load_heads(
         boundary_size=tuple(bnd["boundary_size"]),
         config=sem["config"],
         backbone_fingerprint=sem.get("backbone_fingerprint") or "",
+        classes=classes,
     )
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spino_core.config import BackboneConfig, StudentConfig
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.classes import NUM_CLASSES
 from spino_core.errors import ConfigError
 from spino_core.models.backbone import DinoBackbone, create_backbone, preprocess, snap_to_patch
@@ -210,11 +211,18 @@ class PanopticHeads(nn.Module):
 class StudentModel(nn.Module):
     """Frozen backbone + trainable :class:`PanopticHeads` at a fixed network input size."""
 
-    def __init__(self, backbone: DinoBackbone, heads: PanopticHeads, input_size: tuple[int, int]):
+    def __init__(
+        self,
+        backbone: DinoBackbone,
+        heads: PanopticHeads,
+        input_size: tuple[int, int],
+        classes: ClassTable = CITYSCAPES,
+    ):
         super().__init__()
         self.backbone = backbone
         self.heads = heads
         self.input_size = snap_to_patch(*input_size)  # (H, W), multiples of 14
+        self.classes = classes  # the class table of the semantic output's channels
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H0, W0) uint8/float -> what the heads read.
@@ -242,8 +250,9 @@ def create_student(
     student_cfg: StudentConfig,
     *,
     backbone: DinoBackbone | None = None,
+    classes: ClassTable = CITYSCAPES,
 ) -> StudentModel:
-    """Build the student; ``backbone`` (optional) reuses an already built one.
+    """Build the student for ``classes``; ``backbone`` (optional) reuses an already built one.
 
     The heads are initialised from ``student_cfg.seed`` and a ``random`` backbone is too
     (under a forked RNG, so the caller's stream is untouched): a saved student with random
@@ -260,15 +269,15 @@ def create_student(
         if backbone is None:
             backbone = create_backbone(backbone_cfg)
         torch.manual_seed(student_cfg.seed)  # same heads whether or not a backbone is given
-        heads = _create_heads(backbone, student_cfg)
+        heads = _create_heads(backbone, student_cfg, classes.num_classes)
     size = (student_cfg.input_height, student_cfg.input_width)
-    return StudentModel(backbone, heads, size)
+    return StudentModel(backbone, heads, size, classes)
 
 
-def _create_heads(backbone: DinoBackbone, cfg: StudentConfig) -> PanopticHeads:
+def _create_heads(backbone: DinoBackbone, cfg: StudentConfig, num_classes: int) -> PanopticHeads:
     """The trainable part for ``cfg.adapter`` (initialised from the current RNG state)."""
     if cfg.adapter == "vit_adapter":
         adapter = ViTAdapter(backbone.vit, cfg.adapter_blocks, inject=cfg.adapter_inject)
-        return PanopticHeads(adapter, backbone.embed_dim, 4, cfg.decoder_channels)
+        return PanopticHeads(adapter, backbone.embed_dim, 4, cfg.decoder_channels, num_classes)
     adapter = SimpleFeaturePyramid(backbone.out_channels, cfg.adapter_channels)
-    return PanopticHeads(adapter, cfg.adapter_channels, 3, cfg.decoder_channels)
+    return PanopticHeads(adapter, cfg.adapter_channels, 3, cfg.decoder_channels, num_classes)

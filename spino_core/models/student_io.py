@@ -20,14 +20,22 @@ import torch
 from spino_core.atomic import write_json_atomic
 from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import BackboneConfig, StudentConfig, as_plain_dict, section_from_dict
-from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASS_NAMES
+from spino_core.data.class_table import ClassTable, recorded_table
 from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.models.backbone import DinoBackbone, check_fingerprint
 from spino_core.models.student import StudentModel, create_student
 from spino_core.reproducible import without_timings
 
-__all__ = ["CONFIG", "MODEL", "MODEL_FORMAT", "load_student", "read_student_config", "save_student"]
+__all__ = [
+    "CONFIG",
+    "MODEL",
+    "MODEL_FORMAT",
+    "load_student",
+    "read_student_config",
+    "read_student_record",
+    "save_student",
+]
 
 MODEL, CONFIG = "model.pt", "config.json"
 MODEL_FORMAT = "spino-student/1"
@@ -46,8 +54,9 @@ def save_student(
         "format": MODEL_FORMAT,
         "backbone": as_plain_dict(backbone_cfg),
         "backbone_fingerprint": model.backbone.fingerprint,
-        "classes": TRAIN_CLASS_NAMES,
-        "thing_train_ids": list(THING_TRAIN_IDS),
+        "classes": model.classes.names,
+        "thing_train_ids": list(model.classes.thing_train_ids),
+        "categories": model.classes.record(),
         "input_size": list(model.input_size),
         "student": as_plain_dict(cfg),
     }
@@ -57,6 +66,14 @@ def save_student(
 
 def read_student_config(directory: str | os.PathLike[str]) -> tuple[BackboneConfig, StudentConfig]:
     """The backbone and student configs a saved student was trained with."""
+    backbone_cfg, cfg, _ = read_student_record(directory)
+    return backbone_cfg, cfg
+
+
+def read_student_record(
+    directory: str | os.PathLike[str],
+) -> tuple[BackboneConfig, StudentConfig, ClassTable]:
+    """The backbone and student configs and the class table a saved student records."""
     path = Path(directory) / CONFIG
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -64,12 +81,12 @@ def read_student_config(directory: str | os.PathLike[str]) -> tuple[BackboneConf
         raise SpinoError(f"{path}: cannot read ({type(exc).__name__}); train the student") from None
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise SpinoError(f"{path}: not a student config ({MODEL_FORMAT}); retrain the student")
-    if doc.get("classes") != TRAIN_CLASS_NAMES:
-        raise SpinoError(f"{path}: trained for another class table; retrain the student")
+    classes = recorded_table(doc, str(path))
     try:
         return (
             section_from_dict(BackboneConfig, doc.get("backbone"), "backbone"),
             section_from_dict(StudentConfig, doc.get("student"), "student"),
+            classes,
         )
     except ConfigError as exc:
         raise SpinoError(f"{path}: invalid config ({exc}); retrain the student") from None
@@ -80,15 +97,19 @@ def load_student(
     device: str | torch.device = "cpu",
     *,
     backbone: DinoBackbone | None = None,
+    expected_classes: ClassTable | None = None,
 ) -> StudentModel:
-    """Rebuild a saved student (eval mode) on ``device``; weights read with weights_only."""
+    """Rebuild a saved student (eval mode) on ``device``; weights read with weights_only.
+    ``expected_classes``: the run's class table; a student of another is refused."""
     directory = Path(directory)
-    backbone_cfg, cfg = read_student_config(directory)
+    backbone_cfg, cfg, classes = read_student_record(directory)
+    if expected_classes is not None:
+        expected_classes.check_same(classes, str(directory), "retrain the student")
     path = directory / MODEL
     payload = read_checkpoint(
         path, fmt=MODEL_FORMAT, what="student model", fix="retrain the student"
     )
-    model = create_student(backbone_cfg, cfg, backbone=backbone)
+    model = create_student(backbone_cfg, cfg, backbone=backbone, classes=classes)
     check_fingerprint(payload.get("backbone_fingerprint"), model.backbone.fingerprint, str(path))
     try:
         model.heads.load_state_dict(payload["state_dict"])

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from spino_core.config import PseudoLabelConfig
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, apply_to_semantic
-from spino_core.data.classes import THING_TRAIN_IDS, TRAIN_CLASSES
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
 from spino_core.data.panoptic_ids import COCO_VOID, panoptic_to_coco
@@ -76,7 +76,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_THING_LABEL_IDS = frozenset(c.label_id for c in TRAIN_CLASSES if c.is_thing)
 
 
 # --------------------------------------------------------------------------- planning
@@ -122,6 +121,7 @@ def label_image(
     *,
     input_hw: tuple[int, int],
     void_mask: np.ndarray | None = None,
+    classes: ClassTable = CITYSCAPES,
 ) -> tuple[np.ndarray, list[dict], dict[str, Any]]:
     """(H, W, 3) uint8 RGB -> ((H, W) int32 COCO segment ids, segments_info, stats).
 
@@ -133,11 +133,15 @@ def label_image(
         input_hw=input_hw,
         **_prediction_options(cfg),
     )
-    return fuse_to_coco(ms, cfg, void_mask=void_mask)
+    return fuse_to_coco(ms, cfg, void_mask=void_mask, classes=classes)
 
 
 def fuse_to_coco(
-    ms: MultiscaleResult, cfg: PseudoLabelConfig, *, void_mask: np.ndarray | None = None
+    ms: MultiscaleResult,
+    cfg: PseudoLabelConfig,
+    *,
+    void_mask: np.ndarray | None = None,
+    classes: ClassTable = CITYSCAPES,
 ) -> tuple[np.ndarray, list[dict], dict[str, Any]]:
     """Multi-scale prediction -> ((H, W) int32 COCO segment ids, segments_info, stats).
 
@@ -145,17 +149,18 @@ def fuse_to_coco(
     are void in the semantic map *before* the fusion (official SPINO: the ego-car mask is
     set to ignore in the semantic prediction, then instances are clustered), so they are
     0 in the output, in no segment, and a blob running into the hood ends at its edge.
+    ``classes``: the class table (thing classes, category ids).
     """
     semantic = apply_to_semantic(ms.semantic, void_mask, where=f"{CAMERA_MASK_FILE} (pseudo)")
     panoptic = fuse_panoptic(
         semantic,
         ms.boundary,
-        thing_ids=THING_TRAIN_IDS,
+        thing_ids=classes.thing_train_ids,
         **fusion_options(cfg, ms.semantic.shape),  # min sizes scaled by area, connectivity
     )
-    ids, category_of = panoptic_to_coco(panoptic)
+    ids, category_of = panoptic_to_coco(panoptic, classes)
     segments = segments_info_from_ids(ids, category_of)
-    n_things = sum(s["category_id"] in _THING_LABEL_IDS for s in segments)
+    n_things = sum(s["category_id"] in classes.thing_ids for s in segments)
     stats = {
         "n_segments": len(segments),
         "n_things": n_things,
@@ -220,6 +225,7 @@ def label_shard(
                     continue
                 ms, item.image = next(results), None  # the decoded image is no longer needed
                 args = (out, item, shard_id, ms, cfg, item.seconds + share, stop, void_mask)
+                args += (dataset.classes,)
                 if writer is None:
                     slots.append(_finish(*args))
                     bar.update()
@@ -278,13 +284,14 @@ def _finish(
     seconds_so_far: float,
     stop: threading.Event,
     void_mask: np.ndarray | None,
+    classes: ClassTable = CITYSCAPES,
 ) -> ManifestRow:
     """Fuse one image's prediction and write its files (in a writer thread with overlap)."""
     if stop.is_set():
         raise RuntimeError("pseudo-labelling stopped by an earlier error")
     try:
         start = time.perf_counter()
-        ids, segments, stats = fuse_to_coco(ms, cfg, void_mask=void_mask)
+        ids, segments, stats = fuse_to_coco(ms, cfg, void_mask=void_mask, classes=classes)
         stats["label_seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
         return write_output(out, item, shard_id, ids, segments, stats)
     except BaseException:

@@ -160,12 +160,14 @@ def finalize(
     *,
     n_images: int,
     max_failed_fraction: float,
+    categories: list[dict] | None = None,
 ) -> PseudoLabelSummary:
     """Write ``panoptic.json`` (ok images, by stem) and ``manifest.parquet``; check failures.
 
     ``rows`` are all shards' rows. Planned images without a row count as failed. Raises
     SpinoError when more than ``max_failed_fraction`` of ``n_images`` failed, after both
-    files are written so the manifest can be inspected.
+    files are written so the manifest can be inspected. ``categories``: the class table's
+    (``ClassTable.coco_categories()``; default Cityscapes').
     """
     out = Path(out_dir)
     stems = [r.stem for r in rows]
@@ -187,7 +189,7 @@ def finalize(
         images.append(doc["image"])
         annotations.append(doc["annotation"])
     json_path = out / PANOPTIC_JSON
-    write_panoptic_json(json_path, images, annotations)
+    write_panoptic_json(json_path, images, annotations, categories)
     manifest = out / MANIFEST
     table = pa.Table.from_pylist([dataclasses.asdict(r) for r in ordered], schema=MANIFEST_SCHEMA)
     with atomic_path(manifest) as tmp:

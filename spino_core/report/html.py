@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from spino_core.data import classes
-
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -71,13 +69,10 @@ def _per_class(rows: Sequence[dict]) -> str:
 
 
 def _colour_key(rows: Sequence[dict], prediction_name: str) -> str:
-    """Swatches of the class colours used in the pictures (Cityscapes' palette)."""
+    """Swatches of the class colours used in the pictures (the categories' colours)."""
     items = []
     for r in rows:
-        try:
-            rgb = classes.by_label_id(int(r["category_id"])).color
-        except KeyError:
-            rgb = (128, 128, 128)
+        rgb = r.get("color", (128, 128, 128))
         kind = "thing" if r["isthing"] else "stuff"
         items.append(
             f'<span><span class="sw" style="background: rgb{tuple(int(v) for v in rgb)}">'

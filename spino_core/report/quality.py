@@ -28,13 +28,17 @@ from typing import Any
 import numpy as np
 
 from spino_core.atomic import write_json_atomic, write_text_atomic
-from spino_core.data import classes
 from spino_core.data.cityscapes import read_rgb  # header-checked before decoding
 from spino_core.data.coco_panoptic import load_annotation
 from spino_core.errors import DataError
 from spino_core.report.csv_text import csv_text
 from spino_core.report.html import render_report_html
-from spino_core.report.overlays import overlay_picks, render_overlay, write_png_rgb
+from spino_core.report.overlays import (
+    category_colors,
+    overlay_picks,
+    render_overlay,
+    write_png_rgb,
+)
 from spino_core.report.panels import ComparisonSet, remove_stale_panels, write_comparison_panels
 from spino_core.report.per_image import Evaluation, ImageResult, evaluate_per_image, rank_images
 
@@ -92,17 +96,17 @@ def _loader(image_loader: ImageLoader | None, rows: Sequence[dict]) -> Callable[
 
 
 def class_rows(metrics: dict[str, Any], categories: Sequence[dict]) -> list[dict]:
-    """One dict per category (in the JSON's order) with the columns of per_class.csv."""
+    """One dict per category (in the JSON's order) with the columns of per_class.csv (plus
+    ``color``, the category's, for the page's colour key). ``trainId`` is the category's
+    position: the channel of the class table the outputs were made with."""
     rows = []
-    for c in categories:
+    colors = category_colors(categories)
+    for train_id, c in enumerate(categories):
         cid = int(c["id"])
         m = metrics["per_class"][cid]
-        try:
-            train_id: int | None = classes.by_label_id(cid).train_id
-        except KeyError:
-            train_id = None
-        name = c.get("name") or (str(cid) if train_id is None else classes.by_label_id(cid).name)
+        name = c.get("name") or str(cid)
         row = {"category_id": cid, "trainId": train_id, "name": name, "isthing": int(c["isthing"])}
+        row["color"] = colors[cid]
         row.update({k: m[k] for k in ("pq", "sq", "rq", "tp", "fp", "fn")})
         row["iou"] = m.get("iou")
         rows.append(row)

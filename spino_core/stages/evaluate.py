@@ -21,7 +21,7 @@ from typing import Any
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco
-from spino_core.data.datasets import Dataset, open_dataset
+from spino_core.data.datasets import Dataset, open_split
 from spino_core.devices import resolve_device
 from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
@@ -58,7 +58,7 @@ def training_comparison(
             f"pseudo-labels ({PANOPTIC_JSON} in paths.pseudo)."
         ]
     labelled = read_panoptic_json(pseudo / PANOPTIC_JSON, pseudo / PANOPTIC_DIR).by_image_id
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     stems = [s for s in dataset.stems if s in labelled and dataset.has_labels(s)]
     if not stems:
         return None, [
@@ -93,8 +93,10 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
     out = check_stage_output(cfg, "student_report")  # never a user's folder
     if cfg.data.val_split is None:
         return without_val(cfg)
-    val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split)
-    model = load_student(cfg.paths.student, resolve_device(cfg.student.device))
+    val = open_split(cfg.data, cfg.paths.raw, cfg.data.val_split)
+    model = load_student(
+        cfg.paths.student, resolve_device(cfg.student.device), expected_classes=val.classes
+    )
     with locked_folder(out.parent), tempfile.TemporaryDirectory(prefix="spino-eval-") as work:
         check_stage_output(cfg, "student_report")  # again, under the lock
         remove_stale_siblings(out)
@@ -123,7 +125,9 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         summary[key] = str(out / Path(summary[key]).relative_to(tmp))
     per_image = result["paths"]["per_image_csv"]
     per_image = out / Path(per_image).relative_to(tmp)  # swapped into place with the rest
-    write_panoptic_metrics(cfg.paths.metrics, "student", result["metrics"], per_image)
+    write_panoptic_metrics(
+        cfg.paths.metrics, "student", result["metrics"], per_image, model.classes
+    )
     return {"metrics": result["metrics"], "predict": summary}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spino_core.atomic import write_json_atomic, write_text_atomic
-from spino_core.data.classes import by_label_id
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.report.csv_text import csv_text
 
 PANOPTIC_GROUPS = ("All", "Things", "Stuff")
@@ -85,11 +85,13 @@ def panoptic_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def per_class_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per category of ``metrics["per_class"]`` (keys: Cityscapes labelIds)."""
+def per_class_rows(
+    metrics: Mapping[str, Any], classes: ClassTable = CITYSCAPES
+) -> list[dict[str, Any]]:
+    """One row per category of ``metrics["per_class"]`` (keys: category ids of ``classes``)."""
     rows = []
     for cid, values in sorted(metrics.get("per_class", {}).items(), key=lambda kv: int(kv[0])):
-        cls = by_label_id(int(cid))
+        cls = classes.by_id(int(cid))
         rows.append(
             {"class": cls.name, "category_id": int(cid), "isthing": int(cls.is_thing)}
             | {k: values.get(k) for k in ("pq", "sq", "rq", "iou")}
@@ -109,9 +111,14 @@ def per_image_rows(report_per_image_csv: Path) -> list[dict[str, Any]]:
 
 
 def write_panoptic_metrics(
-    metrics_dir: str | Path, name: str, metrics: Mapping[str, Any], report_per_image_csv: Path
+    metrics_dir: str | Path,
+    name: str,
+    metrics: Mapping[str, Any],
+    report_per_image_csv: Path,
+    classes: ClassTable = CITYSCAPES,
 ) -> dict[str, Path]:
-    """``<name>.json`` (summary), ``<name>_per_class.csv``, ``<name>_per_image.csv``."""
+    """``<name>.json`` (summary), ``<name>_per_class.csv``, ``<name>_per_image.csv``;
+    class names from ``classes``."""
     d = Path(metrics_dir)
     paths = {
         "summary": d / f"{name}.json",
@@ -120,7 +127,7 @@ def write_panoptic_metrics(
     }
     write_json_atomic(paths["summary"], panoptic_summary(metrics))
     write_text_atomic(
-        paths["per_class"], csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics), _fmt)
+        paths["per_class"], csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics, classes), _fmt)
     )
     rows = per_image_rows(report_per_image_csv)
     write_text_atomic(paths["per_image"], csv_text(PER_IMAGE_COLUMNS, rows, _fmt))

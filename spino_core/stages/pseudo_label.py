@@ -13,7 +13,7 @@ from typing import Any
 
 from spino_core.config import SpinoConfig
 from spino_core.data.camera_mask import read_recorded_mask
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import class_table_for, open_split
 from spino_core.data.split import UNLABELLED_FILE, read_stem_list
 from spino_core.devices import lease_device, resolve_device, resolve_precision
 from spino_core.inference.calibration import resolve_boundary_threshold
@@ -33,7 +33,11 @@ class PseudoLabelPlan:
 def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     """Check heads and output folder once, before any shard starts (no races, early errors)."""
     stems = read_stem_list(Path(cfg.paths.split) / UNLABELLED_FILE)
-    heads = load_heads(cfg.paths.heads, expected_backbone=cfg.backbone)
+    heads = load_heads(
+        cfg.paths.heads,
+        expected_backbone=cfg.backbone,
+        expected_classes=class_table_for(cfg.data, cfg.paths.raw),
+    )
     pseudo = resolve_boundary_threshold(cfg.pseudo_label, cfg.paths.heads)
     device = resolve_device(pseudo.device)  # the shards' kind of device (cuda:i, or cpu)
     claim_for_heads(  # records the labels' fingerprint in config.json, or checks it
@@ -58,7 +62,7 @@ def label_one_shard(
     ``backbone``: an already built backbone of ``cfg.backbone`` to reuse (a benchmark's)."""
     if not stems:
         return []
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     with lease_device(cfg.pseudo_label.device, shard_id) as device:
         check_claimed_heads(cfg.paths.pseudo, cfg.paths.heads)  # the heads the plan claimed
         loaded = load_predictor(
@@ -70,6 +74,7 @@ def label_one_shard(
             compile=cfg.pseudo_label.compile,
         )
         check_claimed_heads(cfg.paths.pseudo, cfg.paths.heads)  # ... and not replaced since
+        dataset.classes.check_same(loaded.classes, str(cfg.paths.heads), "retrain the heads")
         return label_shard(
             shard_id,
             stems,
@@ -91,5 +96,6 @@ def finalize_pseudo_labels(
         rows,
         n_images=n_images,
         max_failed_fraction=cfg.pseudo_label.max_failed_fraction,
+        categories=class_table_for(cfg.data, cfg.paths.raw).coco_categories(),
     )
     return summary.to_dict()

@@ -16,7 +16,7 @@ from typing import Any
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import PanopticSet, load_annotation, read_panoptic_json
 from spino_core.data.convert import convert_dataset_to_coco, sample_to_panoptic
-from spino_core.data.datasets import Dataset, open_dataset
+from spino_core.data.datasets import Dataset, class_table_for, open_split
 from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
@@ -66,7 +66,7 @@ def report_against_ground_truth(
     """Convert the ground truth of the predicted images (a temporary COCO set), then report.
 
     ``prediction_name``, ``comparison`` and ``notes``: as in build_quality_report."""
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, split)
+    dataset = open_split(cfg.data, cfg.paths.raw, split)
     if stems is None:
         pred = read_panoptic_json(pred_json, pred_dir)
         stems = sorted(str(img["id"]) for img in pred.images)
@@ -100,7 +100,7 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
     """
     check_stage_output(cfg, "pseudo_report")  # never into a user's folder
     pseudo = Path(cfg.paths.pseudo)
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     pred = read_panoptic_json(pseudo / PANOPTIC_JSON, pseudo / PANOPTIC_DIR)
     stems = sorted(str(img["id"]) for img in pred.images)
     with_gt = [s for s in stems if dataset.has_labels(s)]
@@ -118,7 +118,10 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
     else:
         result = report_pool(cfg, pred, with_gt)
     per_image = result["paths"]["per_image_csv"]
-    write_panoptic_metrics(cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image)
+    classes = class_table_for(cfg.data, cfg.paths.raw)
+    write_panoptic_metrics(
+        cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image, classes
+    )
     return {"metrics": result["metrics"], "paths": {k: str(v) for k, v in result["paths"].items()}}
 
 
@@ -140,7 +143,7 @@ def report_pool(cfg: SpinoConfig, pred: PanopticSet, with_gt: list[str]) -> dict
     (usually none): statistics of every image, pictures of those to look at first, and the
     usual ground-truth report of ``with_gt`` in a subfolder when there are any."""
     pseudo = Path(cfg.paths.pseudo)
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     rows = manifest_rows(pseudo / MANIFEST)
     things = _thing_ids(pred)
     stats = []

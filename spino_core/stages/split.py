@@ -7,7 +7,7 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic
 from spino_core.config import DataConfig, SplitConfig
-from spino_core.data.datasets import Dataset, open_dataset
+from spino_core.data.datasets import Dataset, open_split
 from spino_core.data.split import (
     KShotSplit,
     check_list_names,
@@ -60,11 +60,11 @@ def make_split(
 
     Takes the sections it reads (``data``, ``split``) and the two folders rather than the
     whole config: the Prefect task and the flow pass just these."""
-    train = open_dataset(data.layout, Path(raw), data.train_split)
+    train = open_split(data, Path(raw), data.train_split)
     # data.val_split: null = no val set (an empty val.txt); a named one must exist
     datasets = [train]
     if data.val_split is not None:
-        datasets.append(open_dataset(data.layout, Path(raw), data.val_split))
+        datasets.append(open_split(data, Path(raw), data.val_split))
     for dataset in datasets:  # before anything is written: a name must round-trip
         check_list_names(dataset.stems, dataset.image_path)
     val = datasets[1].stems if len(datasets) > 1 else []

@@ -8,7 +8,7 @@ from typing import Any
 from spino_core.atomic import write_bytes_atomic, write_json_atomic
 from spino_core.config import SpinoConfig
 from spino_core.data.camera_mask import build_camera_mask, record_mask
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import open_split
 from spino_core.data.split import LABELLED_FILE, VAL_FILE, read_stem_list
 from spino_core.inference.calibration import CALIBRATION_FILE, calibration_record
 from spino_core.label_generator.preview import boundary_curve_png, heads_preview
@@ -32,10 +32,10 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
         Path(cfg.paths.heads),
         Path(cfg.paths.metrics),
     )
-    train = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    train = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     samples = [train.load(s) for s in read_stem_list(split_dir / LABELLED_FILE)]
     val_stems = read_stem_list(split_dir / VAL_FILE)
-    val = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.val_split) if val_stems else None
+    val = open_split(cfg.data, cfg.paths.raw, cfg.data.val_split) if val_stems else None
     val_samples = [val.load(s) for s in val_stems] if val else []
 
     mask = build_camera_mask(cfg.data.camera_mask, [s.instance for s in samples])
@@ -47,12 +47,17 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
         cfg.heads,
         backbone=backbone,
         void_mask=mask,
+        classes=train.classes,
     )
     save_heads(heads_dir, result, cfg.to_dict())
     record_mask(heads_dir, mask)  # the pseudo-label stage takes it from here
 
     preview = heads_preview(
-        backbone, result.heads, val_samples or samples, input_size=result.input_size
+        backbone,
+        result.heads,
+        val_samples or samples,
+        input_size=result.input_size,
+        classes=train.classes,
     )
     write_png_rgb(heads_dir / "val_preview.png", preview)
     write_bytes_atomic(heads_dir / "boundary_curve.png", boundary_curve_png(result.boundary_curve))

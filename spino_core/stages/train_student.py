@@ -8,7 +8,7 @@ from typing import Any
 from spino_core.atomic import write_json_atomic
 from spino_core.checkpoints import read_checkpoint
 from spino_core.config import SpinoConfig
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import open_split
 from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import PANOPTIC_JSON
@@ -41,7 +41,7 @@ def train_student_model(cfg: SpinoConfig) -> dict[str, Any]:
     """Train (resuming from ``checkpoint.pt`` if a run was cut), write metrics + history."""
     check_stage_output(cfg, "student")  # never into a user's folder
     discard_finished_checkpoint(cfg.paths.student)
-    train = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    train = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     pseudo_dir = Path(cfg.paths.pseudo)
     pseudo = open_pseudo_set(pseudo_dir / PANOPTIC_JSON, pseudo_dir / PANOPTIC_DIR, train)
     gt = [train.load(s) for s in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE)]

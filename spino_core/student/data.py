@@ -28,7 +28,7 @@ from spino_core.config import StudentConfig
 from spino_core.data.augment import AugmentParams, augment_view, resize_view
 from spino_core.data.camera_mask import CAMERA_MASK_FILE, read_recorded_mask, resize_mask
 from spino_core.data.cityscapes import read_rgb
-from spino_core.data.classes import THING_TRAIN_IDS
+from spino_core.data.class_table import CITYSCAPES, ClassTable, table_from_categories
 from spino_core.data.coco_panoptic import PanopticSet, load_annotation, read_panoptic_json
 from spino_core.data.datasets import Dataset
 from spino_core.data.sample import Sample
@@ -114,6 +114,8 @@ class PseudoSet:
     image_paths: tuple[Path, ...]  # aligned with panoptic.annotations
     # The static camera mask recorded with the labels ((h, w) bool, True = void), or None.
     void_mask: np.ndarray | None = None
+    # the class table the labels were made in (the JSON's categories)
+    classes: ClassTable = CITYSCAPES
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -145,7 +147,11 @@ def open_pseudo_set(
         )
     lookup = images.image_path if isinstance(images, Dataset) else images.__getitem__
     paths = tuple(Path(lookup(str(a["image_id"]))) for a in pset.annotations)
-    return PseudoSet(pset, paths, read_recorded_mask(Path(json_path).parent))
+    classes = table_from_categories(pset.categories, origin=str(json_path))
+    if isinstance(images, Dataset):
+        images.classes.check_same(classes, str(json_path), "rerun pseudo-label")
+        classes = images.classes
+    return PseudoSet(pset, paths, read_recorded_mask(Path(json_path).parent), classes)
 
 
 class StudentDataset(torch.utils.data.Dataset):
@@ -190,11 +196,11 @@ class StudentDataset(torch.utils.data.Dataset):
                     f"{self.pseudo.panoptic.png_path(ann)}: label {ids.shape} does not match "
                     f"image {self.pseudo.image_paths[index]} {image.shape[:2]}"
                 )
-            label = panoptic_from_coco(ids, segments, thing_ids=THING_TRAIN_IDS)
+            label = panoptic_from_coco(ids, segments, classes=self.pseudo.classes)
         else:
             sample = self.gt[index - len(self.pseudo)]
             image = sample.image
-            label = panoptic_from_cityscapes(sample.instance, thing_ids=THING_TRAIN_IDS)
+            label = panoptic_from_cityscapes(sample.instance, classes=self.pseudo.classes)
         mask = self.pseudo.void_mask
         if mask is not None:
             mask = resize_mask(mask, label.semantic.shape, where=f"{CAMERA_MASK_FILE} (student)")
@@ -217,7 +223,7 @@ class StudentDataset(torch.utils.data.Dataset):
         t = make_targets(
             view.semantic,
             view.instance,
-            thing_ids=THING_TRAIN_IDS,
+            thing_ids=self.pseudo.classes.thing_train_ids,
             sigma=self.cfg.center_sigma * sigma_scale,
             small_instance_px=max(1, round(self.cfg.small_instance_px * scale**2)),
             small_instance_weight=self.cfg.small_instance_weight,

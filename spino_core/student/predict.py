@@ -10,7 +10,7 @@ runs at the network size and the panoptic map is upsampled nearest, which is fas
 Output folder::
 
     panoptic/<stem>.png   COCO-panoptic PNG (segment id = R + 256 G + 256² B, 0 = void)
-    panoptic.json         images + annotations (image_id = stem) + Cityscapes categories
+    panoptic.json         images + annotations (image_id = stem) + the model's categories
 
 The folder is written as a unit: everything goes to a hidden sibling ``.<out>.tmp-XXXX``
 that replaces ``<out>`` only when complete, so a failed run leaves the previous prediction
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from spino_core.atomic import remove_stale_temps, replace_folder
 from spino_core.config import StudentConfig
 from spino_core.data.cityscapes import read_rgb
-from spino_core.data.classes import THING_TRAIN_IDS
+from spino_core.data.class_table import CITYSCAPES
 from spino_core.data.coco_panoptic import (
     segments_info_from_ids,
     write_panoptic_json,
@@ -69,12 +69,17 @@ def _to_input(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _panoptic(
-    outputs: dict[str, torch.Tensor], i: int, out_size: tuple[int, int], cfg: StudentConfig
+    outputs: dict[str, torch.Tensor],
+    i: int,
+    out_size: tuple[int, int],
+    cfg: StudentConfig,
+    thing_ids: tuple[int, ...] = CITYSCAPES.thing_train_ids,
 ) -> np.ndarray:
     """Image ``i`` of a batch of outputs (B, *, H, W) -> (H0, W0) int32 panoptic ids.
 
     ``cfg.postprocess_at``: ``output`` upsamples the three outputs to (H0, W0) and groups
-    there; ``network`` groups at (H, W) and upsamples the panoptic map (nearest), as the
+    there (``thing_ids``: the class table's thing trainIds); ``network`` groups at (H, W) and
+    upsamples the panoptic map (nearest), as the
     official code does (``stuff_area`` then counts pixels of that grid).
     """
     h, w = outputs["semantic"].shape[-2:]
@@ -91,7 +96,7 @@ def _panoptic(
         sem[0],
         ctr[0],
         off[0],
-        thing_ids=THING_TRAIN_IDS,
+        thing_ids=thing_ids,
         center_threshold=cfg.center_threshold,
         nms_kernel=cfg.nms_kernel,
         top_k=cfg.top_k,
@@ -112,7 +117,7 @@ def predict_student(model: StudentModel, image: np.ndarray, cfg: StudentConfig) 
     x = _to_input(image, model.input_size)[None].to(device)
     with torch.inference_mode():
         outputs = model(x)
-        return _panoptic(outputs, 0, image.shape[:2], cfg)
+        return _panoptic(outputs, 0, image.shape[:2], cfg, model.classes.thing_train_ids)
 
 
 def list_images(images_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
@@ -215,6 +220,7 @@ def _predict_into(
 ) -> None:
     """Write ``panoptic/<stem>.png`` for every image, then ``panoptic.json``, into ``out``."""
     dev = next(model.heads.parameters()).device
+    things = model.classes.thing_train_ids
     entries, annotations = [], []
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
     for start in range(0, len(images), batch_size):
@@ -223,10 +229,11 @@ def _predict_into(
         with torch.inference_mode():
             outputs = model(x)  # (B, *, H, W)
             panoptics = [
-                _panoptic(outputs, i, img.shape[:2], cfg) for i, (*_, img) in enumerate(chunk)
+                _panoptic(outputs, i, img.shape[:2], cfg, things)
+                for i, (*_, img) in enumerate(chunk)
             ]
         for (stem, path, img), panoptic in zip(chunk, panoptics, strict=True):
-            ids, category_of = panoptic_to_coco(panoptic)
+            ids, category_of = panoptic_to_coco(panoptic, model.classes)
             png = f"{stem}.png"
             write_panoptic_png(out / PANOPTIC_DIR / png, ids)
             h, w = img.shape[:2]
@@ -235,7 +242,7 @@ def _predict_into(
             annotations.append({"image_id": stem, "file_name": png, "segments_info": segments})
         bar.update(len(chunk))
     bar.close()
-    write_panoptic_json(out / PANOPTIC_JSON, entries, annotations)
+    write_panoptic_json(out / PANOPTIC_JSON, entries, annotations, model.classes.coco_categories())
 
 
 def remove_stale_siblings(out: Path) -> None:

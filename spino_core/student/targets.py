@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from spino_core.data.class_table import ClassTable
 from spino_core.data.classes import THING_TRAIN_IDS, VOID, label_to_train_lut
 from spino_core.data.coco_panoptic import segment_index_map
 from spino_core.data.convert import sample_to_panoptic
@@ -79,6 +80,7 @@ def panoptic_from_coco(
     segments_info: Sequence[Mapping[str, Any]],
     *,
     thing_ids: Iterable[int] = THING_TRAIN_IDS,
+    classes: ClassTable | None = None,
 ) -> PanopticLabel:
     """COCO-panoptic ids (category_id = Cityscapes labelId) -> :class:`PanopticLabel`.
 
@@ -86,6 +88,8 @@ def panoptic_from_coco(
         ids: (H, W) integer segment ids, 0 = void (``read_panoptic_png``).
         segments_info: the annotation's segments (``id``, ``category_id``, ``iscrowd``).
         thing_ids: trainIds that have instances.
+        classes: another class table (its category ids and thing classes; ``thing_ids`` is
+            then ignored); default: Cityscapes' labelIds and ``thing_ids``.
 
     Returns:
         Semantic trainIds (categories without a trainId are void); thing segments with
@@ -98,6 +102,9 @@ def panoptic_from_coco(
     ids = np.asarray(ids)
     if ids.ndim != 2:
         raise ValueError(f"expected an (H, W) id map, got shape {ids.shape}")
+    to_train = _LABEL_TO_TRAIN if classes is None else classes.id_to_train_lut()
+    if classes is not None:
+        thing_ids = classes.thing_train_ids
     things = np.zeros(256, dtype=bool)
     things[list(thing_ids)] = True
     segments = sorted(segments_info, key=lambda s: int(s["id"]))
@@ -109,7 +116,7 @@ def panoptic_from_coco(
     k = 0
     for i, seg in enumerate(segments, start=1):
         category = int(seg["category_id"])
-        train_id = int(_LABEL_TO_TRAIN[category]) if 0 <= category < 256 else VOID
+        train_id = int(to_train[category]) if 0 <= category < to_train.size else VOID
         sem_lut[i] = train_id
         if train_id == VOID or not things[train_id]:
             continue
@@ -132,7 +139,10 @@ def panoptic_from_coco(
 
 
 def panoptic_from_cityscapes(
-    instance_ids: np.ndarray, *, thing_ids: Iterable[int] = THING_TRAIN_IDS
+    instance_ids: np.ndarray,
+    *,
+    thing_ids: Iterable[int] = THING_TRAIN_IDS,
+    classes: ClassTable | None = None,
 ) -> PanopticLabel:
     """(H, W) Cityscapes instance ids (``Sample.instance``) -> :class:`PanopticLabel`.
 
@@ -140,8 +150,11 @@ def panoptic_from_cityscapes(
     classes ignored in evaluation are void, thing ids < 1000 are crowd), so ground truth
     and pseudo-labels are turned into targets by the same code.
     """
-    ids, segments = sample_to_panoptic(instance_ids)
-    return panoptic_from_coco(ids, segments, thing_ids=thing_ids)
+    if classes is None:
+        ids, segments = sample_to_panoptic(instance_ids)
+    else:
+        ids, segments = sample_to_panoptic(instance_ids, classes)
+    return panoptic_from_coco(ids, segments, thing_ids=thing_ids, classes=classes)
 
 
 def void_where(label: PanopticLabel, mask: np.ndarray | None) -> PanopticLabel:

@@ -213,7 +213,8 @@ def _train(
     if cfg.mixed_batches and not gt:
         raise SpinoError("train_student: student.mixed_batches needs the k labelled images")
     size = snap_to_patch(cfg.input_height, cfg.input_width)
-    model = create_student(backbone_cfg, cfg, backbone=run.backbone).to(run.device)
+    model = create_student(backbone_cfg, cfg, backbone=run.backbone, classes=pseudo.classes)
+    model = model.to(run.device)
     batches = _step_batches(pseudo, gt, size, cfg, run.ddp)
     opt, sched = make_optimizer(model.heads, cfg)
     fingerprint = run_fingerprint(

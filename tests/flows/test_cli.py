@@ -207,3 +207,32 @@ def test_each_flow_command_waits_for_the_api_just_before_its_first_call(
     assert events == ["boot", "ready", "boot", "ready", "serve", "boot", "ready", "synth"]
     assert main(["with-prefect"]) == 2  # refused before any server boots
     assert events[-1] == "synth"
+
+
+def test_evaluate_panoptic_cli_names_classes_by_the_files_categories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 6-category export is named by its own categories, not Cityscapes' ids 1-6."""
+    import numpy as np
+
+    from spino_core.data.coco_panoptic import (
+        segments_info_from_ids,
+        write_panoptic_json,
+        write_panoptic_png,
+    )
+
+    names = ["ground", "structure", "vegetation", "sky", "human", "vehicle"]
+    cats = [{"id": i, "name": n, "isthing": int(i > 4)} for i, n in enumerate(names, start=1)]
+    ids = np.array([[1, 1, 2, 2], [3, 3, 4, 4], [5, 5, 6, 6]], dtype=np.int32)
+    for name in ("gt", "pred"):
+        write_panoptic_png(tmp_path / name / "a.png", ids)
+        segments = segments_info_from_ids(ids, {i: i for i in range(1, 7)})
+        ann = {"image_id": "a", "file_name": "a.png", "segments_info": segments}
+        write_panoptic_json(tmp_path / f"{name}.json", [{"id": "a"}], [ann], cats)
+    args = ["--gt-json", tmp_path / "gt.json", "--gt-dir", tmp_path / "gt"]
+    args += ["--pred-json", tmp_path / "pred.json", "--pred-dir", tmp_path / "pred"]
+    assert main(["evaluate-panoptic", *map(str, args), "--workers", "1"]) == 0
+    table = capsys.readouterr().out
+    rows = [line.split()[0] for line in table.splitlines()[-6:]]
+    assert rows == names
+    assert "ego" not in table and "rectification" not in table

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spino_core.config import BackboneConfig
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.errors import SpinoError
 from spino_core.inference.predictor import TorchPredictor, load_predictor
 from spino_core.models.backbone import DinoBackbone, create_backbone
@@ -29,6 +30,7 @@ class _Heads:
     input_size: tuple[int, int]
     boundary_size: tuple[int, int]
     backbone_fingerprint: str
+    classes: ClassTable = CITYSCAPES
 
 
 @pytest.fixture(scope="module")
