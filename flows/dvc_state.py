@@ -34,8 +34,9 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding this cod
 
 
 def dvc_name(name: str) -> str:
-    """CLI / Prefect stage name (``train-heads``) -> DVC stage name (``train_heads``)."""
-    return stage(name).dvc_name
+    """A stage's CLI / Prefect name (``train-heads``) or DVC name -> its DVC name
+    (``train_heads``); an unknown stage is one line listing the stages."""
+    return stage(name.replace("_", "-")).dvc_name
 
 
 def _dvc_file(params_file: str | os.PathLike[str] | None) -> Path:

@@ -39,11 +39,15 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def flatten_params(cfg: SpinoConfig, sections: Sequence[str]) -> dict[str, Any]:
-    """Dotted ``section.key -> value`` for the sections a stage reads."""
+    """Dotted ``section.key -> value`` for the params a stage reads: whole sections
+    (``student``) or single keys (``student.lr``), as its ``dvc.yaml`` ``params:`` says."""
     out: dict[str, Any] = {}
     full = cfg.to_dict()
     for name in sections:
-        _flatten(name, full[name], out)
+        value: Any = full
+        for part in name.split("."):
+            value = value[part]
+        _flatten(name, value, out)
     return out
 
 

@@ -72,6 +72,7 @@ def training_comparison(
         work / "student",
         model=model,
         progress=False,
+        postprocess=cfg.student,  # the center grouping as params set it now
     )
     convert_dataset_to_coco(dataset, work / "gt.json", work / "gt", stems=picks, progress=False)
     return ComparisonSet(
@@ -104,7 +105,11 @@ def evaluate_student(cfg: SpinoConfig) -> dict[str, Any]:
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; the report should not be
             summary = predict_images(
-                cfg.paths.student, dataset_images(val), tmp / "predictions", model=model
+                cfg.paths.student,
+                dataset_images(val),
+                tmp / "predictions",
+                model=model,
+                postprocess=cfg.student,  # the center grouping as params set it now
             )
             comparison, notes = training_comparison(cfg, model, Path(work))
             result = report_against_ground_truth(

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from spino_core.atomic import remove_stale_temps, replace_folder
 from spino_core.config import StudentConfig
+from spino_core.config_sections import recorded_settings
 from spino_core.data.cityscapes import read_rgb
 from spino_core.data.class_table import CITYSCAPES
 from spino_core.data.coco_panoptic import (
@@ -169,8 +171,13 @@ def predict_images(
     batch_size: int = 4,
     progress: bool = True,
     model: StudentModel | None = None,
+    postprocess: StudentConfig | None = None,
 ) -> dict[str, Any]:
     """Predict ``images``, (stem, path) pairs, into ``out_dir`` (module docstring).
+
+    ``postprocess``: take the center-grouping settings (``config_sections.POSTPROCESS``:
+    ``center_threshold``, ``nms_kernel``, ...) from this config instead of those recorded
+    with the model (``evaluate`` tunes them from params without retraining).
 
     Stems name the outputs: a dataset reader's stems can be given as they are (KITTI-360's
     file names repeat across sequences; its stems do not). The folder is replaced as a unit
@@ -185,6 +192,9 @@ def predict_images(
         dup = next(s for s in stems if stems.count(s) > 1)
         raise SpinoError(f"{out_dir}: two images share the stem {dup!r}; stems name the outputs")
     _, cfg = read_student_config(model_dir)
+    if postprocess is not None:
+        # only the POSTPROCESS fields: leave out the run-only and the training ones
+        cfg = replace(cfg, **recorded_settings(postprocess, leave_out=("run", None)))
     if model is None:
         model = load_student(model_dir, resolve_device(device))
     out = Path(out_dir)

@@ -88,3 +88,16 @@ def test_repro_runs_to_the_registered_student_without_pool_ground_truth(
     champion = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, ALIAS)
     assert int(champion.version) == 1 and float(champion.tags["pq"]) == student["All"]["pq"]
     assert json.loads(_run(["dvc", "status", "--json"], repo_copy)) == {}
+
+    # dependencies by key: the center grouping reruns only evaluate, a fusion option the
+    # pseudo-labels and what follows them (dvc status marks a stage and its dependants)
+    for key, value, stale in (
+        ("student.center_threshold", 0.3, {"evaluate"}),
+        ("pseudo_label.min_blob_px", 11, {"pseudo_label", "report", "train_student", "evaluate"}),
+    ):
+        changed = yaml.safe_load((repo_copy / "params.yaml").read_text())
+        section, name = key.split(".")
+        changed[section][name] = value
+        (repo_copy / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+        assert set(json.loads(_run(["dvc", "status", "--json"], repo_copy))) == stale, key
+        (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

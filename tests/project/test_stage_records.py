@@ -60,3 +60,24 @@ def test_a_stage_is_a_flow_and_a_record(tmp_path: Path, tiny_params, monkeypatch
     with pytest.raises(SpinoError, match=r"unknown stage 'toy-stage'; the stages are: synth"):
         monkeypatch.undo()
         stage_records.stage("toy-stage")
+
+
+def test_student_params_are_split_by_what_they_shape() -> None:
+    """Training reads every student key that shapes the weights; only evaluate reads the
+    post-processing (center grouping): tuning it reruns evaluate, not the training."""
+    import dataclasses
+
+    from spino_core.config_sections import StudentConfig
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+    def student_keys(stage: str) -> set[str]:
+        params = stages[stage]["params"]
+        assert "student" not in params, stage  # by key, not the whole section
+        return {p.split(".", 1)[1] for p in params if p.startswith("student.")}
+
+    affects = {f.name: f.metadata.get("affects") for f in dataclasses.fields(StudentConfig)}
+    assert student_keys("train_student") == {k for k, a in affects.items() if a is None}
+    assert student_keys("evaluate") == {k for k, a in affects.items() if a == "postprocess"}
+    assert "data" not in stages["pseudo_label"]["params"]  # by key: not data.val_split
+    assert "data.val_split" in stages["evaluate"]["params"]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from spino_core.models.backbone import create_backbone
 from spino_core.models.student_io import CONFIG, MODEL, load_student
 from spino_core.student.checkpoint import CHECKPOINT
 from spino_core.student.data import open_pseudo_set
-from spino_core.student.predict import predict_folder, predict_student
+from spino_core.student.predict import predict_folder, predict_images, predict_student
 from spino_core.student.train import train_student
 
 BACKBONE = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random")
@@ -178,3 +179,23 @@ def test_predict_folder_rejects_bad_input(trained, tmp_path):
     (empty / "notes.txt").write_text("hi")
     with pytest.raises(SpinoError, match=r"notes\.txt: not an image"):
         predict_folder(out, empty, tmp_path / "o", progress=False, model=result.model)
+
+
+def test_postprocessing_comes_from_the_given_config_not_the_saved_one(data, trained, tmp_path):
+    """``evaluate`` tunes the center grouping from params (dvc.yaml: only evaluate reads
+    student.center_threshold ...): the saved model's values must not win over them."""
+    _, ds, _, _ = data
+    out, result = trained
+    images = [(s, Path(ds.image_path(s))) for s in ds.stems[:2]]
+
+    def segments(**postprocess) -> int:
+        cfg = dataclasses.replace(STUDENT, **postprocess)
+        name = "-".join(f"{k}{v}" for k, v in postprocess.items()) or "saved"
+        summary = predict_images(
+            out, images, tmp_path / name, progress=False, model=result.model, postprocess=cfg
+        )
+        pset = read_panoptic_json(Path(summary["panoptic_json"]), Path(summary["panoptic_dir"]))
+        return sum(len(a["segments_info"]) for a in pset.annotations)
+
+    # every stuff segment is dropped when stuff_area exceeds the image: fewer segments
+    assert segments(stuff_area=10**7) < segments()
