@@ -192,8 +192,10 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
         try:
             updates = {PREFECT_API_URL: server.url, PREFECT_UI_URL: env[UI_URL_ENV]}
             with temporary_settings(updates=updates):
-                yield server
-                _drain_prefect()
+                try:
+                    yield server
+                finally:  # errors too: logs queued for a stopped server hold the exit ~70 s
+                    _drain_prefect()
         finally:
             for key, value in before.items():
                 if value is None:
