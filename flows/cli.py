@@ -8,8 +8,10 @@ on SIGKILL (``spino with-prefect dvc repro`` shares one across all stages).
 A :class:`SpinoError` becomes one line on stderr and exit code 2 (Prefect's own tracebacks of
 it stay in the Prefect run logs, off the console). SIGTERM and SIGINT stop a command cleanly:
 the stack unwinds (temp files removed), the temporary Prefect server is stopped, exit code
-128 + signal. A stage holds a lock on its output folders while it runs and first removes the
-temp files a killed run left there.
+128 + signal; if the stack cannot unwind within ``GRACE_S`` (a worker thread stuck in I/O
+holds a thread pool's shutdown), the command cleans up and exits anyway. A stage holds a
+lock on its output folders while it runs and first removes the temp files a killed run left
+there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import interrupts
 from flows.console import quiet_libraries, quiet_user_errors
 from flows.stage_records import STAGE_NAMES, stage
 from spino_core.errors import SpinoError
@@ -150,48 +153,11 @@ def _predict(args: argparse.Namespace) -> None:
     )
 
 
-_received: list[int] = []  # signals received, for the exit code
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM behaves like Ctrl-C: unwind the stack (finally blocks remove temp files)."""
-    _received.append(signum)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _lock_outputs(cfg: Any, command: str, stack: contextlib.ExitStack) -> list[Path]:
     """:func:`flows.output_locks.lock_outputs` of the command's stages (all for pipeline)."""
     from flows.output_locks import lock_outputs
 
     return lock_outputs(cfg, STAGE_NAMES if command == "pipeline" else (command,), stack)
-
-
-def _interrupted(folders: Sequence[Path]) -> int:
-    """Stop the temporary Prefect server now; exit at once if worker threads still run."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup short
-    code = 128 + (_received[-1] if _received else signal.SIGINT)
-    print(f"spino: interrupted ({signal.Signals(code - 128).name})", file=sys.stderr)
-    own = sys.modules.get("flows.prefect_api")
-    if own is not None:
-        own.stop_current()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-        # Shard threads cannot be interrupted; waiting for them could take hours. Their
-        # unfinished temp files are removed here (the folder locks are still held).
-        from spino_core.atomic import remove_stale_temps
-
-        for folder in folders:
-            if folder.is_dir():
-                remove_stale_temps(folder)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-def _is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, our SIGTERM handler, or Prefect's own SIGTERM bridge (TerminationSignal)."""
-    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TerminationSignal"
 
 
 _exit_code: list[int] = []  # the `spino` command's exit code, for _fast_exit
@@ -229,10 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    interrupts.reset()
     main_thread = threading.current_thread() is threading.main_thread()
     previous_int = signal.getsignal(signal.SIGINT) if main_thread else None
-    previous = signal.signal(signal.SIGTERM, _on_signal) if main_thread else None
+    previous = signal.signal(signal.SIGTERM, interrupts.on_signal) if main_thread else None
     folders: list[Path] = []
+    if argv is None and args.command not in ("with-prefect", "serve"):  # a stage command
+        interrupts.arm_deadline(folders)  # (not an in-process call): it may exit by itself
     try:
         with contextlib.ExitStack() as stack:
             _run(args, stack, folders)
@@ -242,15 +211,15 @@ def _main(argv: Sequence[str] | None) -> int:
     except _ChildFailed as exc:
         return exc.code
     except BaseException as exc:
-        if _is_interrupt(exc):
+        if interrupts.is_interrupt(exc):
             if isinstance(getattr(exc, "signal", None), int):  # Prefect's TerminationSignal
-                _received.append(exc.signal)
-            return _interrupted(folders)
+                interrupts.received.append(exc.signal)
+            return interrupts.interrupted(folders)
         raise
     finally:
         if previous is not None:  # main() called in-process (tests): leave no handler behind
             signal.signal(signal.SIGTERM, previous)
-        if previous_int is not None:  # _interrupted ignored SIGINT: children would inherit it
+        if previous_int is not None:  # interrupted() ignored SIGINT: children would inherit it
             signal.signal(signal.SIGINT, previous_int)
     return 0
 
@@ -347,7 +316,7 @@ def _with_prefect(command: Sequence[str], server: Any) -> None:
     except KeyboardInterrupt:  # SIGTERM/SIGINT: pass it on, wait, then stop the server
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        sig = _received[-1] if _received else signal.SIGINT
+        sig = interrupts.received[-1] if interrupts.received else signal.SIGINT
         try:  # Ctrl-C reached the command's process group too: a second one only if needed
             child.wait(timeout=0 if sig != signal.SIGINT else 2)
         except subprocess.TimeoutExpired:

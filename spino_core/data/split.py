@@ -15,6 +15,7 @@ import numpy as np
 
 from spino_core.atomic import write_text_atomic
 from spino_core.errors import ConfigError, DataError
+from spino_core.input_files import read_regular
 
 LABELLED_FILE = "labelled.txt"
 UNLABELLED_FILE = "unlabelled.txt"
@@ -166,6 +167,11 @@ def write_split(out_dir: Path, split: KShotSplit, val: Sequence[str]) -> None:
 def read_stem_list(path: Path) -> list[str]:
     """Read a split list; a missing file points at the stage that makes it."""
     path = Path(path)
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: split list not found; run `spino split` first")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    data = read_regular(path, "split list")  # a FIFO or a device: one line naming it
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: split list is not UTF-8 text; rerun `spino split`") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]

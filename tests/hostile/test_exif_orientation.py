@@ -83,3 +83,19 @@ def test_an_image_without_exif_is_read_as_stored(tmp_path: Path) -> None:
     Image.fromarray(rgb).save(buf, format="PNG")
     (tmp_path / "plain.png").write_bytes(buf.getvalue())
     assert np.array_equal(read_rgb(tmp_path / "plain.png"), rgb)
+
+
+def test_labels_drawn_on_the_upright_photo_match_it(tmp_path: Path) -> None:
+    """Heads and student train on ``dataset.load``: a sideways-stored photo whose labels were
+    drawn upright (as annotation tools show it) loads, image and labels the same size."""
+    root = tmp_path / "raw"
+    (image,) = write_pool(root, n=1)
+    _save(read_rgb(image), image, 6)  # stored 64 wide x 32 high, seen 32 x 64
+    gt = root / "gtFine" / "train" / "pool"
+    gt.mkdir(parents=True)
+    stem = image.name.removesuffix("_leftImg8bit.png")
+    label = np.full((64, 32), 7, np.uint8)  # road, drawn on the upright picture
+    cv2.imwrite(str(gt / f"{stem}_gtFine_labelIds.png"), label)
+    cv2.imwrite(str(gt / f"{stem}_gtFine_instanceIds.png"), label.astype(np.uint16))
+    sample = open_dataset("cityscapes", root, "train").load(stem)
+    assert sample.image.shape[:2] == sample.semantic.shape == (64, 32)

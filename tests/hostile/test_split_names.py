@@ -7,6 +7,7 @@ no image). Now such a name is one line naming the file, and no list is written.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -67,3 +68,15 @@ def test_ordinary_names_round_trip(raw_root: Path, tmp_path: Path) -> None:
     make_split(DataConfig(), SplitConfig(k=1), raw_root, tmp_path)
     names = read_stem_list(tmp_path / LABELLED_FILE) + read_stem_list(tmp_path / UNLABELLED_FILE)
     assert len(names) == 4
+
+
+@pytest.mark.timeout(10)
+def test_a_split_list_that_is_a_fifo_is_one_line(tmp_path: Path) -> None:
+    """The later stages read the lists through the same regular-file reader as images."""
+    os.mkfifo(tmp_path / LABELLED_FILE)
+    with pytest.raises(DataError) as info:
+        read_stem_list(tmp_path / LABELLED_FILE)
+    assert "a FIFO (named pipe)" in str(info.value) and LABELLED_FILE in str(info.value)
+    (tmp_path / UNLABELLED_FILE).write_bytes(b"caf\xe9_000000_000019\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_stem_list(tmp_path / UNLABELLED_FILE)
