@@ -4,7 +4,9 @@ A :class:`~spino_core.errors.SpinoError` (bad input, bad params) is printed by t
 one line and exit code 2; Prefect would also log it with a traceback on the console. The
 filter here removes those records from the console handler only, so the Prefect run logs
 (the API handler) keep everything. Library loggers whose INFO lines tell a user nothing
-(:data:`QUIET_LOGGERS`, found by the console audit of issue 26) are raised to WARNING.
+(:data:`QUIET_LOGGERS`, found by the console audit of issue 26, ``docs/console_audit.md``)
+are raised to WARNING, and MLflow's advice to model authors (:data:`QUIET_WARNINGS`, the
+type-hints UserWarning) is dropped.
 """
 
 from __future__ import annotations
