@@ -1,5 +1,9 @@
 """Stage ``report``: quality report of a COCO-panoptic prediction set against ground truth.
 
+A user's unlabelled pool has no ground truth: then ``report_pool`` reports what the
+pseudo-labels show without it (:mod:`spino_core.report.pool_report`), with PQ only on the
+images that do have ground truth, if any.
+
 ``report_against_ground_truth`` serves both reports (the pseudo-labels here, the student in
 ``stages.evaluate``): it converts the ground truth of the predicted images to a temporary
 COCO set and builds the page, with the provenance lines of the run.
