@@ -137,7 +137,8 @@ def labelled_stats(cfg: SpinoConfig, dataset: Dataset, thing_ids: set[int]) -> l
     """Counts of the k labelled images' ground truth (``labelled.txt``): the reference mix."""
     out = []
     for stem in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE):
-        ids, segments = sample_to_panoptic(dataset.load(stem, labels=True).instance)
+        sample = dataset.load(stem, labels=True)
+        ids, segments = sample_to_panoptic(sample.instance, dataset.classes)  # the run's table
         out.append(label_stats(stem, ids, segments, thing_ids))
     return out
 
