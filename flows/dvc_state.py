@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from flows.stage_records import stage
+from flows.stage_records import STAGES, stage
 from spino_core.errors import ConfigError
 
 DVC_FILE = "dvc.yaml"
@@ -34,7 +34,10 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # the checkout holding this cod
 
 
 def dvc_name(name: str) -> str:
-    """CLI / Prefect stage name (``train-heads``) -> DVC stage name (``train_heads``)."""
+    """CLI / Prefect stage name (``train-heads``) -> DVC stage name (``train_heads``); a DVC
+    name is returned as is (``flows.tracking.stage_run`` passes the DVC one)."""
+    if name in {record.dvc_name for record in STAGES}:
+        return name
     return stage(name).dvc_name
 
 
