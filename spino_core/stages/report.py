@@ -1,5 +1,9 @@
 """Stage ``report``: quality report of a COCO-panoptic prediction set against ground truth.
 
+A user's unlabelled pool has no ground truth: then ``report_pool`` reports what the
+pseudo-labels show without it (:mod:`spino_core.report.pool_report`), with PQ only on the
+images that do have ground truth, if any.
+
 ``report_against_ground_truth`` serves both reports (the pseudo-labels here, the student in
 ``stages.evaluate``): it converts the ground truth of the predicted images to a temporary
 COCO set and builds the page, with the provenance lines of the run.
@@ -133,7 +137,8 @@ def labelled_stats(cfg: SpinoConfig, dataset: Dataset, thing_ids: set[int]) -> l
     """Counts of the k labelled images' ground truth (``labelled.txt``): the reference mix."""
     out = []
     for stem in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE):
-        ids, segments = sample_to_panoptic(dataset.load(stem, labels=True).instance)
+        sample = dataset.load(stem, labels=True)
+        ids, segments = sample_to_panoptic(sample.instance, dataset.classes)  # the run's table
         out.append(label_stats(stem, ids, segments, thing_ids))
     return out
 

@@ -15,7 +15,7 @@ from spino_core.data.split import (
     class_coverage,
     write_split,
 )
-from spino_core.errors import ConfigError
+from spino_core.errors import ConfigError, DataError
 
 
 def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
@@ -53,6 +53,14 @@ def choose_split(train: Dataset, cfg: SplitConfig) -> KShotSplit:
     return KShotSplit(chosen.labelled, [s for s in train.stems if s not in taken])
 
 
+def _val_dataset(data: DataConfig, raw: Path) -> Dataset:
+    """The val split: a named val split must exist (``null`` = no val set)."""
+    try:
+        return open_split(data, raw, data.val_split)
+    except DataError as e:
+        raise DataError(f"{e}; without a val set, set data.val_split: null") from None
+
+
 def make_split(
     data: DataConfig, cfg: SplitConfig, raw: str | Path, out_dir: str | Path
 ) -> dict[str, Any]:
@@ -61,10 +69,9 @@ def make_split(
     Takes the sections it reads (``data``, ``split``) and the two folders rather than the
     whole config: the Prefect task and the flow pass just these."""
     train = open_split(data, Path(raw), data.train_split)
-    # data.val_split: null = no val set (an empty val.txt); a named one must exist
     datasets = [train]
-    if data.val_split is not None:
-        datasets.append(open_split(data, Path(raw), data.val_split))
+    if data.val_split is not None:  # null: no val set (an empty val.txt)
+        datasets.append(_val_dataset(data, Path(raw)))
     for dataset in datasets:  # before anything is written: a name must round-trip
         check_list_names(dataset.stems, dataset.image_path)
     val = datasets[1].stems if len(datasets) > 1 else []

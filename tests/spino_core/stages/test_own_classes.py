@@ -62,14 +62,13 @@ def _tool_export(tmp_path: Path) -> dict:
     }
 
 
-def _run_pipeline(cfg: SpinoConfig, *, report: bool = True) -> dict:
+def _run_pipeline(cfg: SpinoConfig) -> dict:
     out = {"split": make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)}
     train_label_heads(cfg)
     plan = plan_pseudo_labels(cfg)
     rows = [r for i, shard in enumerate(plan.shards) for r in label_one_shard(i, shard, cfg)]
     out["pseudo"] = finalize_pseudo_labels(cfg, rows, plan.n_images)
-    if report:  # the pseudo-label report needs ground truth of the pool
-        out["report"] = report_pseudo_labels(cfg)
+    out["report"] = report_pseudo_labels(cfg)  # a pool without ground truth: its own report
     train_student_model(cfg)
     out["evaluate"] = evaluate_student(cfg)
     return out
@@ -121,7 +120,7 @@ def _check_outputs(
 def test_tool_export_with_six_classes(tmp_path: Path, tiny_params: Callable[..., Path]) -> None:
     data = _tool_export(tmp_path)
     cfg = load_config(tiny_params(tmp_path, data=data))
-    out = _run_pipeline(cfg, report=False)
+    out = _run_pipeline(cfg)
     # the k labelled images are the export's, the pool every other image
     assert sorted(out["split"]["labelled"]) == [f"synthville__synthville_00000{i}_000019"
                                                  for i in range(3)]  # fmt: skip
@@ -129,6 +128,12 @@ def test_tool_export_with_six_classes(tmp_path: Path, tiny_params: Callable[...,
     assert out["pseudo"]["n_ok"] == 3
     names = [c["name"] for c in SYNTH_6_CLASSES]
     _check_outputs(cfg, names, {"human", "vehicle"}, (("student_report", "student"),))
+    # the export's pool has no ground truth: the report says what is known without it,
+    # in the table's class names (the labelled images' mix from the export)
+    pool = out["report"]["metrics"]
+    assert pool["images"] == 3 and pool["images_with_ground_truth"] == 0 and "All" not in pool
+    assert set(pool["pool_class_shares"]) <= set(names)
+    assert set(pool["labelled_class_shares"]) <= set(names) and pool["labelled_images"] == 3
     # the pseudo-labels score against the pool's (folded) ground truth like any COCO set
     synth = CityscapesDataset(tmp_path / "synth", "train", class_table_for(cfg.data, cfg.paths.raw))
     pool = [s.split("__")[-1] for s in read_stem_list(Path(cfg.paths.split) / "unlabelled.txt")]

@@ -9,7 +9,7 @@ import pytest
 from spino_core.config import DataConfig, SplitConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
-from spino_core.errors import ConfigError
+from spino_core.errors import ConfigError, DataError
 from spino_core.stages.split import choose_split, make_split
 
 
@@ -71,3 +71,11 @@ def test_no_val_set_writes_an_empty_val_list(raw: Path, tmp_path: Path) -> None:
     assert (tmp_path / "split" / "val.txt").read_text() == ""
     with_val = make_split(DataConfig(), SplitConfig(k=2), raw, tmp_path / "split2")
     assert with_val["n_val"] == 2
+
+
+def test_a_named_val_split_that_is_missing_says_how_to_go_without(
+    raw: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match=r"split 'nope' not found.*set data\.val_split: null$"):
+        make_split(DataConfig(val_split="nope"), SplitConfig(k=2), raw, tmp_path / "split")
+    assert not (tmp_path / "split").exists()  # nothing written
