@@ -144,8 +144,10 @@ class SplitConfig:
     # random: k stems drawn from a seeded RNG; stems: the explicit list (published splits);
     # indices: positions in the sorted list of training stems (the official SPINO configs
     # give [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892] for Cityscapes train);
-    # coverage: greedy choice covering as many classes as possible.
-    strategy: Literal["random", "stems", "indices", "coverage"] = "random"
+    # coverage: greedy choice covering as many classes as possible (an oracle for benchmarks:
+    # it reads every image's labels); diverse: seeded k-center greedy on pooled backbone
+    # features, no labels needed (spino_core/data/diverse.py, `spino suggest-labels`).
+    strategy: Literal["random", "stems", "indices", "coverage", "diverse"] = "random"
     stems: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
     seed: int = 0
