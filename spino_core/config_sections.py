@@ -368,6 +368,10 @@ class StudentConfig:
     checkpoint_every: int = field(default=200, metadata=RUN_ONLY)
     device: str = field(default="auto", metadata=RUN_ONLY)
     seed: int = 0
+    # Exclusion list (spino_core/review/exclude.py): pseudo-labelled image stems, one a line,
+    # kept out of training; relative = beside params.yaml; "" = none. Its *content* is
+    # recorded (the stems trained on), not where it lies.
+    exclude: str = field(default="", metadata=RUN_ONLY)
     # inference (center grouping)
     center_threshold: float = field(default=0.1, metadata=POSTPROCESS)
     nms_kernel: int = field(default=7, metadata=POSTPROCESS)
