@@ -47,7 +47,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "split": ("raw",),
     "train-heads": ("raw", "split"),
     "pseudo-label": ("raw", "split", "heads"),
-    "report": ("raw", "pseudo"),
+    "report": ("raw", "split", "pseudo"),  # split: the cross-validated estimate
     "train-student": ("raw", "split", "pseudo"),
     "evaluate": ("raw", "pseudo", "student"),
 }

@@ -151,10 +151,20 @@ class SplitConfig:
     stems: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
     seed: int = 0
+    # Pseudo-label quality estimated without the pool's ground truth (report stage): heads
+    # trained on all folds of the k labelled images but one, the held-out one pseudo-labelled
+    # and scored (spino_core/review/estimate.py). 0 = off; else 2..k folds (one heads
+    # training each: costs n x the heads stage).
+    estimate_folds: int = 0
 
     def __post_init__(self) -> None:
         if self.k < 1:
             param_error("split.k", f"must be >= 1, got {self.k}")
+        if self.estimate_folds == 1 or not 0 <= self.estimate_folds <= self.k:
+            param_error(
+                "split.estimate_folds",
+                f"must be 0 (off) or 2..split.k ({self.k}), got {self.estimate_folds}",
+            )
         for key in ("stems", "indices"):
             chosen = getattr(self, key)
             if self.strategy == key and not chosen:

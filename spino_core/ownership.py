@@ -73,7 +73,7 @@ OWNED_ENTRIES: dict[str, frozenset[str]] = {
             "camera_mask.png",
         }
     ),
-    "pseudo_report": _REPORT | {"gallery"},  # gallery: spino_core/review/gallery.py
+    "pseudo_report": _REPORT | {"gallery", "estimate.json"},  # spino_core/review/
     "student": frozenset({RESOLVED_CONFIG, "config.json", "model.pt", "checkpoint.pt"}),
     "student_report": _REPORT | {"predictions", "training"},
 }

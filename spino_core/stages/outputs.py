@@ -27,7 +27,12 @@ PANOPTIC_GROUPS = ("All", "Things", "Stuff")
 # files of these names only (``flows.cli``), never those of a stage that may be running.
 STAGE_METRICS: dict[str, tuple[str, ...]] = {
     "train-heads": ("heads.json", "heads_history.csv", "heads_per_class.csv"),
-    "report": ("pseudo_labels.json", "pseudo_labels_per_class.csv", "pseudo_labels_per_image.csv"),
+    "report": (
+        "pseudo_labels.json",
+        "pseudo_labels_per_class.csv",
+        "pseudo_labels_per_image.csv",
+        "pseudo_labels_estimate.json",  # spino_core/stages/estimate.py
+    ),
     "train-student": ("student_train.json", "student_history.csv"),
     "evaluate": ("student.json", "student_per_class.csv", "student_per_image.csv"),
 }

@@ -87,8 +87,9 @@ def report_against_ground_truth(
     return result
 
 
-def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
-    """The pseudo-labels' report in ``paths.pseudo_report``, its summary in ``paths.metrics``."""
+def report_pseudo_labels(cfg: SpinoConfig, *, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The pseudo-labels' report in ``paths.pseudo_report``, its summary in ``paths.metrics``;
+    ``notes``: lines shown at the top of the page (the cross-validated estimate)."""
     check_stage_output(cfg, "pseudo_report")  # never into a user's folder
     pseudo = Path(cfg.paths.pseudo)
     result = report_against_ground_truth(
@@ -100,6 +101,7 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
         title="Pseudo-label quality",
         manifest=pseudo / MANIFEST,
         prediction_name="pseudo-label",
+        notes=notes,
     )
     per_image = result["paths"]["per_image_csv"]
     write_panoptic_metrics(cfg.paths.metrics, "pseudo_labels", result["metrics"], per_image)
