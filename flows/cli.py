@@ -43,6 +43,13 @@ STAGE_NAMES = (
 )
 
 
+_STAGE_HELP = {
+    "split": "run the split stage: the k images with labels (split.strategy: random, stems, "
+    "indices, diverse = spread in the backbone's feature space, no labels needed; coverage = "
+    "an oracle for benchmarks: it reads every training image's labels)",
+}
+
+
 def _prefect_env() -> None:
     """Quiet, offline-friendly Prefect defaults; a user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -70,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     for name in STAGE_NAMES:
-        add_stage(name, f"run the {name} stage")
+        add_stage(name, _STAGE_HELP.get(name, f"run the {name} stage"))
     pl = add_stage("pipeline", "run every stage in order (one parent flow)")
     pl.add_argument(
         "--no-cache",
