@@ -96,3 +96,70 @@ def test_gallery_script_parses(pseudo, tmp_path: Path) -> None:
     (tmp_path / "s.js").write_text(script)
     res = subprocess.run(["node", "--check", str(tmp_path / "s.js")], capture_output=True)
     assert res.returncode == 0, res.stderr.decode()
+
+
+_DOM_STUB = """
+const cards = CARDS.map(function(c){
+  return {dataset: c, style: {}, classList: {toggle: function(){}},
+          querySelector: function(){ return {checked: c.stem === PICK}; }};
+});
+const grid = {children: cards.slice(), order: [],
+              appendChild: function(c){ this.order.push(c); },
+              addEventListener: function(e, f){ handlers.grid = f; }};
+const handlers = {};
+function control(id, value){ return {id: id, value: value, textContent: '',
+  addEventListener: function(e, f){ handlers[id] = f; }}; }
+const els = {grid: grid, sort: control('sort', SORT), cls: control('cls', CLS),
+             stem: control('stem', ''), count: control('count', ''), picked: control('picked', '')};
+global.document = {getElementById: function(id){ return els[id]; }};
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+@pytest.mark.parametrize(("sort", "cls"), [("conf-asc", ""), ("conf-desc", ""), ("stem", "car")])
+def test_gallery_script_sorts_filters_and_picks(pseudo, tmp_path: Path, sort: str, cls: str):
+    root, ds = pseudo
+    pset = read_panoptic_json(root / "p.json", root / "p")
+    conf = {s: [0.7, 0.2, 0.9, 0.4][i] for i, s in enumerate(ds.stems[:4])}  # last: none
+    write_gallery(pset, ds.image_path, tmp_path / "g", confidence=conf, progress=False)
+    text = (tmp_path / "g" / "index.html").read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    cards = [
+        {
+            "stem": c["data-stem"],
+            "conf": c["data-conf"],
+            "segments": c["data-segments"],
+            "classes": c["data-classes"],
+        }
+        for c in page.cards
+    ]
+    script = text.split("<script>", 1)[1].split("</script>", 1)[0]
+    stub = (
+        _DOM_STUB.replace("CARDS", json.dumps(cards))
+        .replace("PICK", json.dumps(ds.stems[1]))
+        .replace("SORT", json.dumps(sort))
+        .replace("CLS", json.dumps(cls))
+    )
+    report = (
+        "handlers.grid();"
+        "console.log(JSON.stringify({order: grid.order.slice(-CARDS_N).map(function(c){"
+        "return [c.dataset.stem, c.style.display];}), count: els.count.textContent,"
+        "picked: els.picked.value}));"
+    ).replace("CARDS_N", str(len(cards)))
+    (tmp_path / "run.js").write_text(stub + script + report)
+    res = subprocess.run(["node", str(tmp_path / "run.js")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    order = [stem for stem, _ in out["order"]]
+    shown = [stem for stem, display in out["order"] if display != "none"]
+    s = ds.stems
+    if sort == "conf-asc":
+        assert order == [s[1], s[3], s[0], s[2], s[4]]  # no confidence: last
+    elif sort == "conf-desc":
+        assert order == [s[2], s[0], s[3], s[1], s[4]]
+    else:
+        with_car = [c["stem"] for c in cards if "car" in json.loads(c["classes"])]
+        assert order == sorted(s) and shown == sorted(with_car) and with_car
+    assert out["count"] == f"{len(shown)} of {len(cards)} images"
+    assert out["picked"] == f"{s[1]}\n"  # the ticked card, ready for review/exclude.txt
