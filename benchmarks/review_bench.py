@@ -62,66 +62,67 @@ def main(argv: list[str] | None = None) -> None:
     train = open_dataset(base.data.layout, raw, base.data.train_split)
     backbone = create_backbone(base.backbone)
     out: dict = {"args": vars(args), "rows": []}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for strategy in args.strategies.split(","):
-            cfg = load_config(
-                args.params,
-                [
-                    *args.overrides,
-                    f"split.seed={seed}",
-                    f"heads.seed={seed}",
-                    f"heads.steps={args.steps}",
-                    f"split.strategy={strategy}",
-                ],
-            )
-            t0 = time.perf_counter()
-            split = choose_split(train, cfg.split, cfg.backbone)
-            labelled = [train.load(s) for s in split.labelled]
-            res = train_heads(
-                labelled, [], cfg.backbone, cfg.heads, backbone=backbone, progress=False
-            )
-            pl = cfg.pseudo_label
-            if pl.boundary_threshold == "auto":
-                thr = res.metrics["labelled_boundary_best_threshold"]
-                pl = dataclasses.replace(pl, boundary_threshold=thr)
-            predict = TorchPredictor(
-                backbone, res.heads.semantic, res.heads.boundary, "cpu",
-                boundary_scale=res.boundary_size[0] / res.input_size[0],
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(seed, st, False) for seed in seeds for st in args.strategies.split(",")]
+    jobs += [(seed, st, True) for seed in seeds for st in args.estimate_for.split(",") if st]
+    for seed, strategy, estimate in jobs:  # every comparison row first, then the estimates
+        cfg = load_config(
+            args.params,
+            [
+                *args.overrides,
+                f"split.seed={seed}",
+                f"heads.seed={seed}",
+                f"heads.steps={args.steps}",
+                f"split.strategy={strategy}",
+            ],
+        )
+        t0 = time.perf_counter()
+        split = choose_split(train, cfg.split, cfg.backbone)
+        labelled = [train.load(s) for s in split.labelled]
+        if estimate:
+            est = cross_validated_estimate(
+                labelled, cfg.backbone, cfg.heads, cfg.pseudo_label, cfg.data,
+                n_folds=args.folds, backbone=backbone, progress=False,
             )  # fmt: skip
-            scores = _Scores()
-            for stem in split.unlabelled:
-                s = train.load(stem)
-                ids, segs, _ = label_image(s.image, predict, pl, input_hw=res.input_size)
-                scores.update(sample_to_panoptic(s.instance), (ids, segs))
-            row = {
-                "seed": seed,
-                "strategy": strategy,
-                "labelled": split.labelled,
-                "n_pool": len(split.unlabelled),
-                "pool": scores.compute(),
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-            if strategy in args.estimate_for.split(","):
-                t1 = time.perf_counter()
-                est = cross_validated_estimate(
-                    labelled, cfg.backbone, cfg.heads, cfg.pseudo_label, cfg.data,
-                    n_folds=args.folds, backbone=backbone, progress=False,
-                )  # fmt: skip
-                row["estimate"] = {k: est[k] for k in ("mean", "std", "pooled", "folds")}
-                row["estimate_seconds"] = round(time.perf_counter() - t1, 1)
-            out["rows"].append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+            row = {"seed": seed, "strategy": strategy, "kind": "estimate"}
+            row |= {k: est[k] for k in ("mean", "std", "pooled", "folds")}
+        else:
+            row = {"seed": seed, "strategy": strategy, "kind": "pool", "labelled": split.labelled}
+            row |= _pool_row(train, split, labelled, cfg, backbone)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        out["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(table(out["rows"]))
+
+
+def _pool_row(train, split, labelled, cfg, backbone) -> dict:
+    """Heads on ``labelled``, every unlabelled image pseudo-labelled and scored."""
+    res = train_heads(labelled, [], cfg.backbone, cfg.heads, backbone=backbone, progress=False)
+    pl = cfg.pseudo_label
+    if pl.boundary_threshold == "auto":
+        thr = res.metrics["labelled_boundary_best_threshold"]
+        pl = dataclasses.replace(pl, boundary_threshold=thr)
+    predict = TorchPredictor(
+        backbone, res.heads.semantic, res.heads.boundary, "cpu",
+        boundary_scale=res.boundary_size[0] / res.input_size[0],
+    )  # fmt: skip
+    scores = _Scores()
+    for stem in split.unlabelled:
+        s = train.load(stem)
+        ids, segs, _ = label_image(s.image, predict, pl, input_hw=res.input_size)
+        scores.update(sample_to_panoptic(s.instance), (ids, segs))
+    return {"n_pool": len(split.unlabelled), "pool": scores.compute()}
 
 
 def table(rows: list[dict]) -> str:
     """Markdown: pool PQ per strategy (mean ± sd over seeds), estimate vs truth per seed."""
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
     lines = ["| strategy | seeds | PQ | things | stuff | mIoU |", "|---|---|---|---|---|---|"]
-    for strategy in dict.fromkeys(r["strategy"] for r in rows):
-        rs = [r for r in rows if r["strategy"] == strategy]
+    pools = [r for r in rows if r["kind"] == "pool"]
+    for strategy in dict.fromkeys(r["strategy"] for r in pools):
+        rs = [r for r in pools if r["strategy"] == strategy]
         cells = []
         for k in KEYS:
             v = [100 * r["pool"][k] for r in rs]
@@ -130,9 +131,10 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {strategy} | {len(rs)} | " + " | ".join(cells) + " |")
     lines += ["", "| seed | strategy | estimate PQ (± fold sd) | true pool PQ | error |"]
     lines.append("|---|---|---|---|---|")
+    truth = {(r["seed"], r["strategy"]): r["pool"]["pq"] for r in pools}
     for r in rows:
-        if "estimate" in r:
-            e, sd, t = r["estimate"]["mean"]["pq"], r["estimate"]["std"]["pq"], r["pool"]["pq"]
+        if r["kind"] == "estimate" and (r["seed"], r["strategy"]) in truth:
+            e, sd, t = r["mean"]["pq"], r["std"]["pq"], truth[(r["seed"], r["strategy"])]
             lines.append(
                 f"| {r['seed']} | {r['strategy']} | {pct(e)} ± {pct(sd)} | {pct(t)} | "
                 f"{100 * (e - t):+.2f} |"
