@@ -37,6 +37,13 @@ from spino_core.errors import SpinoError
 # command imports only its own flow module (``flows/<stage>.py``).
 
 
+_STAGE_HELP = {
+    "split": "run the split stage: the k images with labels (split.strategy: random, stems, "
+    "indices, diverse = spread in the backbone's feature space, no labels needed; coverage = "
+    "an oracle for benchmarks: it reads every training image's labels)",
+}
+
+
 def _prefect_env() -> None:
     """Quiet, offline-friendly Prefect defaults; a user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -64,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     for name in STAGE_NAMES:
-        add_stage(name, f"run the {name} stage")
+        add_stage(name, _STAGE_HELP.get(name, f"run the {name} stage"))
     pl = add_stage("pipeline", "run every stage in order (one parent flow)")
     pl.add_argument(
         "--no-cache",
@@ -100,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto")
     pr.add_argument("--params", default="params.yaml", help="for the MLflow tracking URI")
 
+    sg = add_stage(
+        "suggest-labels",
+        "choose the k training images to annotate, before any label exists (reads images only)",
+    )
+    sg.add_argument("-k", type=int, default=None, help="how many (default: split.k)")
+    sg.add_argument(
+        "--strategy",
+        default="diverse",
+        choices=("diverse", "random"),
+        help="diverse: spread over the backbone's feature space (default); random: seeded",
+    )
+    sg.add_argument(
+        "--out",
+        default="to_annotate",
+        help="folder for to_annotate.txt, contact_sheet.png, summary.json (default: %(default)s)",
+    )
+
     ev = sub.add_parser("evaluate-panoptic", help="PQ/SQ/RQ of any COCO-panoptic pair")
     ev.add_argument("--gt-json", required=True)
     ev.add_argument("--gt-dir", required=True)
@@ -126,6 +150,20 @@ def _evaluate_panoptic(args: argparse.Namespace) -> None:
     print(format_table(metrics, categories))
     if args.out:
         write_json_atomic(args.out, metrics)
+
+
+def _suggest_labels(args: argparse.Namespace) -> None:
+    from spino_core.config import load_config
+    from spino_core.stages.suggest_labels import CONTACT_SHEET, TO_ANNOTATE, suggest_labels
+
+    cfg = load_config(args.params, args.overrides)
+    summary = suggest_labels(cfg, args.out, k=args.k, strategy=args.strategy)
+    out = Path(args.out)
+    print(
+        f"{summary['k']} images to annotate ({summary['strategy']}, seed {summary['seed']}): "
+        f"{out / TO_ANNOTATE}, contact sheet {out / CONTACT_SHEET}; once annotated, "
+        f"`-S split.strategy={summary['strategy']}` (same k and seed) picks the same images"
+    )
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -236,6 +274,9 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, folders: list[Pa
         return
     if args.command == "predict":
         _predict(args)
+        return
+    if args.command == "suggest-labels":  # no flow, no Prefect: a look at the images only
+        _suggest_labels(args)
         return
     _prefect_env()
     from flows.prefect_api import prefect_api

@@ -16,7 +16,7 @@ from tasks.split import make_split
 def split_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
     with stage_run(cfg, "split", out_dir=cfg.paths.split) as run:
-        summary = make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
+        summary = make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split, cfg.backbone)
         if run is not None:  # MLflow imported only when enabled
             import mlflow
 

@@ -65,6 +65,7 @@ STAGES: tuple[StageRecord, ...] = (
             "pseudo_labels.json",
             "pseudo_labels_per_class.csv",
             "pseudo_labels_per_image.csv",
+            "pseudo_labels_estimate.json",  # the cross-validated estimate (when on)
         ),
         evaluated=("pseudo-labels", "pseudo_report"),
     ),

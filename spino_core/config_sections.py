@@ -105,15 +105,27 @@ class SplitConfig:
     # random: k stems drawn from a seeded RNG; stems: the explicit list (published splits);
     # indices: positions in the sorted list of training stems (the official SPINO configs
     # give [12, 324, 450, 608, 742, 768, 798, 836, 1300, 2892] for Cityscapes train);
-    # coverage: greedy choice covering as many classes as possible.
-    strategy: Literal["random", "stems", "indices", "coverage"] = "random"
+    # coverage: greedy choice covering as many classes as possible (an oracle for benchmarks:
+    # it reads every image's labels); diverse: seeded k-center greedy on pooled backbone
+    # features, no labels needed (spino_core/data/diverse.py, `spino suggest-labels`).
+    strategy: Literal["random", "stems", "indices", "coverage", "diverse"] = "random"
     stems: tuple[str, ...] = ()
     indices: tuple[int, ...] = ()
     seed: int = 0
+    # Pseudo-label quality estimated without the pool's ground truth (report stage): heads
+    # trained on all folds of the k labelled images but one, the held-out one pseudo-labelled
+    # and scored (spino_core/review/estimate.py). 0 = off; else 2..k folds (one heads
+    # training each: costs n x the heads stage).
+    estimate_folds: int = 0
 
     def __post_init__(self) -> None:
         if self.k < 1:
             param_error("split.k", f"must be >= 1, got {self.k}")
+        if self.estimate_folds == 1 or not 0 <= self.estimate_folds <= self.k:
+            param_error(
+                "split.estimate_folds",
+                f"must be 0 (off) or 2..split.k ({self.k}), got {self.estimate_folds}",
+            )
         for key in ("stems", "indices"):
             chosen = getattr(self, key)
             if self.strategy == key and not chosen:
@@ -327,6 +339,10 @@ class StudentConfig:
     checkpoint_every: int = field(default=200, metadata=RUN_ONLY)
     device: str = field(default="auto", metadata=RUN_ONLY)
     seed: int = 0
+    # Exclusion list (spino_core/review/exclude.py): pseudo-labelled image stems, one a line,
+    # kept out of training; relative = beside params.yaml; "" = none. Its *content* is
+    # recorded (the stems trained on), not where it lies.
+    exclude: str = field(default="", metadata=RUN_ONLY)
     # inference (center grouping)
     center_threshold: float = field(default=0.1, metadata=POSTPROCESS)
     nms_kernel: int = field(default=7, metadata=POSTPROCESS)

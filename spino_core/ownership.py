@@ -77,7 +77,7 @@ OWNED_ENTRIES: dict[str, frozenset[str]] = {
             "camera_mask.png",
         }
     ),
-    "pseudo_report": _REPORT,
+    "pseudo_report": _REPORT | {"gallery", "estimate.json"},  # spino_core/review/
     "student": frozenset({RESOLVED_CONFIG, "config.json", "model.pt", "checkpoint.pt"}),
     "student_report": _REPORT | {"predictions", "training"},
 }

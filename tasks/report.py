@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 
 from spino_core.config import SpinoConfig
-from spino_core.stages import report
+from spino_core.stages import estimate, gallery, report
 from tasks.retry import retry_on_io_error
 
 
@@ -18,4 +18,7 @@ from tasks.retry import retry_on_io_error
     retry_condition_fn=retry_on_io_error,
 )
 def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
-    return report.report_pseudo_labels(cfg)
+    notes = estimate.estimate_pseudo_quality(cfg)["notes"]  # split.estimate_folds: 0 = off
+    out = report.report_pseudo_labels(cfg, notes=notes)
+    out["paths"]["gallery"] = str(gallery.write_pseudo_gallery(cfg)["index"])  # no GT needed
+    return out

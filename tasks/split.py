@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import task
 
-from spino_core.config import DataConfig, SplitConfig
+from spino_core.config import BackboneConfig, DataConfig, SplitConfig
 from spino_core.stages import split
 from tasks.retry import retry_on_io_error
 
@@ -17,5 +17,11 @@ from tasks.retry import retry_on_io_error
     retry_delay_seconds=1,
     retry_condition_fn=retry_on_io_error,
 )
-def make_split(data: DataConfig, cfg: SplitConfig, raw: str, out_dir: str) -> dict[str, Any]:
-    return split.make_split(data, cfg, raw, out_dir)
+def make_split(
+    data: DataConfig,
+    cfg: SplitConfig,
+    raw: str,
+    out_dir: str,
+    backbone: BackboneConfig | None = None,
+) -> dict[str, Any]:
+    return split.make_split(data, cfg, raw, out_dir, backbone)

@@ -37,6 +37,7 @@ def choose_k_shot(
     explicit: Sequence[str] = (),
     indices: Sequence[int] = (),
     classes_of: Callable[[str], set[int]] | None = None,
+    pick_diverse: Callable[[list[str], int, int], list[int]] | None = None,
 ) -> KShotSplit:
     """Pick k labelled stems out of ``stems``; the rest become the unlabelled pool.
 
@@ -49,7 +50,9 @@ def choose_k_shot(
     the seed and the set of images, not on file-system order. ``coverage`` greedily picks
     the image adding the most classes not yet covered (``classes_of(stem)`` gives the
     trainIds present); once every class seen so far is covered it starts a new round, and
-    ties go to the seeded random order.
+    ties go to the seeded random order (an oracle for benchmarks: it reads every image's
+    labels). ``diverse`` needs no label: ``pick_diverse(sorted stems, k, seed)`` gives the
+    positions (seeded k-center greedy on backbone features, ``spino_core.data.diverse``).
     """
     pool = sorted(set(stems))
     if len(pool) != len(stems):
@@ -83,9 +86,14 @@ def choose_k_shot(
         if classes_of is None:
             raise ValueError("coverage strategy needs classes_of")
         labelled = _greedy_coverage(pool, k, seed, classes_of)
+    elif strategy == "diverse":
+        if pick_diverse is None:
+            raise ValueError("diverse strategy needs pick_diverse")
+        labelled = [pool[i] for i in pick_diverse(pool, k, seed)]
     else:
         raise ConfigError(
-            f"params: split.strategy: unknown {strategy!r}; valid: random, stems, indices, coverage"
+            f"params: split.strategy: unknown {strategy!r}; "
+            "valid: random, stems, indices, coverage, diverse"
         )
     chosen = set(labelled)
     return KShotSplit(labelled=labelled, unlabelled=[s for s in pool if s not in chosen])

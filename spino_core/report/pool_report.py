@@ -57,8 +57,10 @@ def build_pool_report(
     title: str = "Pseudo-label quality",
     n_look_first: int = 3,
     provenance: Sequence[tuple[str, str]] = (),
+    extra_notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write the pool report; returns ``{"metrics", "paths", "look_first", "notes"}``.
+    """Write the pool report; returns ``{"metrics", "paths", "look_first", "notes"}``;
+    ``extra_notes`` go first on the page (the cross-validated estimate).
 
     Args:
         pred: the pseudo-label set (its categories name and colour the classes).
@@ -91,7 +93,7 @@ def build_pool_report(
         _remove(out / GT_FOLDER)
     else:
         metrics.update({k: v for k, v in gt["metrics"].items() if k not in metrics})
-    notes = [_ground_truth_note(len(rows), n_with_gt)]
+    notes = [*extra_notes, _ground_truth_note(len(rows), n_with_gt)]
     per_image = _per_image_rows(rows, gt)
     paths: dict[str, Any] = {
         "metrics_json": out / "metrics.json",

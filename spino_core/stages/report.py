@@ -95,8 +95,9 @@ def report_against_ground_truth(
     return result
 
 
-def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
-    """The pseudo-labels' report in ``paths.pseudo_report``, its summary in ``paths.metrics``.
+def report_pseudo_labels(cfg: SpinoConfig, *, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The pseudo-labels' report in ``paths.pseudo_report``, its summary in ``paths.metrics``;
+    ``notes``: lines shown at the top of the page (the cross-validated estimate).
 
     When every pseudo-labelled image has ground truth (the synthetic demo, a benchmark) the
     report scores them against it. A user's pool has none: then the report says what the
@@ -118,9 +119,10 @@ def report_pseudo_labels(cfg: SpinoConfig) -> dict[str, Any]:
             title="Pseudo-label quality",
             manifest=pseudo / MANIFEST,
             prediction_name="pseudo-label",
+            notes=notes,
         )
     else:
-        result = report_pool(cfg, pred, with_gt)
+        result = report_pool(cfg, pred, with_gt, notes)
     per_image = result["paths"]["per_image_csv"]
     classes = class_table_for(cfg.data, cfg.paths.raw)
     write_panoptic_metrics(
@@ -143,7 +145,9 @@ def labelled_stats(cfg: SpinoConfig, dataset: Dataset, thing_ids: set[int]) -> l
     return out
 
 
-def report_pool(cfg: SpinoConfig, pred: PanopticSet, with_gt: list[str]) -> dict[str, Any]:
+def report_pool(
+    cfg: SpinoConfig, pred: PanopticSet, with_gt: list[str], notes: Sequence[str] = ()
+) -> dict[str, Any]:
     """The report of a pseudo-labelled pool of which only ``with_gt`` have ground truth
     (usually none): statistics of every image, pictures of those to look at first, and the
     usual ground-truth report of ``with_gt`` in a subfolder when there are any."""
@@ -182,4 +186,5 @@ def report_pool(cfg: SpinoConfig, pred: PanopticSet, with_gt: list[str]) -> dict
         gt_report=gt_report if with_gt else None,
         n_with_gt=len(with_gt),
         provenance=provenance(cfg),
+        extra_notes=notes,
     )

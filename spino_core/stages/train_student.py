@@ -14,6 +14,7 @@ from spino_core.ownership import check_stage_output
 from spino_core.pseudo.generate import PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.reproducible import without_timings
+from spino_core.review.exclude import apply_exclusion
 from spino_core.stages.outputs import write_history_csv
 from spino_core.student.checkpoint import CHECKPOINT, CKPT_FORMAT, finished
 from spino_core.student.data import open_pseudo_set
@@ -44,8 +45,10 @@ def train_student_model(cfg: SpinoConfig) -> dict[str, Any]:
     train = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     pseudo_dir = Path(cfg.paths.pseudo)
     pseudo = open_pseudo_set(pseudo_dir / PANOPTIC_JSON, pseudo_dir / PANOPTIC_DIR, train)
+    pseudo, n_excluded = apply_exclusion(pseudo, cfg.student.exclude, cfg.base_dir)
     gt = [train.load(s) for s in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE)]
     result = train_student(pseudo, gt, cfg.backbone, cfg.student, cfg.paths.student)
+    result.metrics["n_excluded"] = n_excluded
     metrics_dir = Path(cfg.paths.metrics)
     write_json_atomic(metrics_dir / "student_train.json", without_timings(result.metrics))
     write_history_csv(metrics_dir / "student_history.csv", result.history)
