@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--estimate-for", default="random", help="strategies to estimate ('' = none)")
     p.add_argument("--workdir", default="/tmp/h23")
     p.add_argument("--out", default=None)
+    p.add_argument("--table", nargs="+", metavar="JSON", help="only print the table of runs")
     args = p.parse_args(argv)
+    if args.table:
+        print(table([r for f in args.table for r in json.loads(Path(f).read_text())["rows"]]))
+        return
     base = load_config(args.params, args.overrides)
     raw = Path(args.workdir) / "raw"
     if not (raw / "leftImg8bit").is_dir():
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     backbone = create_backbone(base.backbone)
     out: dict = {"args": vars(args), "rows": []}
     seeds = [int(s) for s in args.seeds.split(",")]
-    jobs = [(seed, st, False) for seed in seeds for st in args.strategies.split(",")]
+    jobs = [(seed, st, False) for seed in seeds for st in args.strategies.split(",") if st]
     jobs += [(seed, st, True) for seed in seeds for st in args.estimate_for.split(",") if st]
     for seed, strategy, estimate in jobs:  # every comparison row first, then the estimates
         cfg = load_config(
@@ -117,7 +121,9 @@ def _pool_row(train, split, labelled, cfg, backbone) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: pool PQ per strategy (mean ± sd over seeds), estimate vs truth per seed."""
+    """Markdown: pool PQ per strategy (mean ± sd over seeds), estimate vs truth per seed.
+
+    ``python benchmarks/review_bench.py --table a.json b.json`` prints it for saved runs."""
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
     lines = ["| strategy | seeds | PQ | things | stuff | mIoU |", "|---|---|---|---|---|---|"]
     pools = [r for r in rows if r["kind"] == "pool"]
@@ -129,16 +135,23 @@ def table(rows: list[dict]) -> str:
             sd = f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else ""
             cells.append(f"{statistics.mean(v):.2f}{sd}")
         lines.append(f"| {strategy} | {len(rs)} | " + " | ".join(cells) + " |")
-    lines += ["", "| seed | strategy | estimate PQ (± fold sd) | true pool PQ | error |"]
-    lines.append("|---|---|---|---|---|")
-    truth = {(r["seed"], r["strategy"]): r["pool"]["pq"] for r in pools}
+    lines += [
+        "",
+        "| seed | estimate PQ, mean of folds ± sd | estimate PQ, pooled | true pool PQ "
+        "| error (mean / pooled) | estimate mIoU (pooled) | true mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    truth = {(r["seed"], r["strategy"]): r["pool"] for r in pools}
     for r in rows:
-        if r["kind"] == "estimate" and (r["seed"], r["strategy"]) in truth:
-            e, sd, t = r["mean"]["pq"], r["std"]["pq"], truth[(r["seed"], r["strategy"])]
-            lines.append(
-                f"| {r['seed']} | {r['strategy']} | {pct(e)} ± {pct(sd)} | {pct(t)} | "
-                f"{100 * (e - t):+.2f} |"
-            )
+        t = truth.get((r["seed"], r["strategy"]))
+        if r["kind"] != "estimate" or t is None:
+            continue
+        e, sd, pooled = r["mean"]["pq"], r["std"]["pq"], r["pooled"]["pq"]
+        lines.append(
+            f"| {r['seed']} | {pct(e)} ± {pct(sd)} | {pct(pooled)} | {pct(t['pq'])} | "
+            f"{100 * (e - t['pq']):+.2f} / {100 * (pooled - t['pq']):+.2f} | "
+            f"{pct(r['pooled']['miou'])} | {pct(t['miou'])} |"
+        )
     return "\n".join(lines)
 
 
