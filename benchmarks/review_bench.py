@@ -38,7 +38,7 @@ from spino_core.inference.predictor import TorchPredictor  # noqa: E402
 from spino_core.label_generator.train_heads import train_heads  # noqa: E402
 from spino_core.models.backbone import create_backbone  # noqa: E402
 from spino_core.pseudo.generate import label_image  # noqa: E402
-from spino_core.review.estimate import KEYS, _Scores, cross_validated_estimate  # noqa: E402
+from spino_core.review.estimate import KEYS, Scores, cross_validated_estimate  # noqa: E402
 from spino_core.stages.split import choose_split  # noqa: E402
 from spino_core.stages.synth import generate_synthetic_dataset  # noqa: E402
 
@@ -112,7 +112,7 @@ def _pool_row(train, split, labelled, cfg, backbone) -> dict:
         backbone, res.heads.semantic, res.heads.boundary, "cpu",
         boundary_scale=res.boundary_size[0] / res.input_size[0],
     )  # fmt: skip
-    scores = _Scores()
+    scores = Scores()
     for stem in split.unlabelled:
         s = train.load(stem)
         ids, segs, _ = label_image(s.image, predict, pl, input_hw=res.input_size)

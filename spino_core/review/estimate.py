@@ -43,7 +43,7 @@ def fold_of(n: int, n_folds: int) -> list[list[int]]:
     return [list(range(i, n, n_folds)) for i in range(n_folds)]
 
 
-class _Scores:
+class Scores:
     """PQ and the semantic confusion of pseudo-labels against ground truth, streamed."""
 
     def __init__(self) -> None:
@@ -93,7 +93,7 @@ def cross_validated_estimate(
         )
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
     device = resolve_device(pseudo_cfg.device)
-    pooled = _Scores()
+    pooled = Scores()
     folds: list[dict[str, Any]] = []
     for held in tqdm(fold_of(len(samples), n_folds), desc="estimate folds", disable=not progress):
         train = [s for i, s in enumerate(samples) if i not in held]
@@ -120,7 +120,7 @@ def cross_validated_estimate(
             boundary_scale=result.boundary_size[0] / result.input_size[0],
             precision=resolve_precision(cfg.precision, device),
         )
-        scores = _Scores()
+        scores = Scores()
         for s in test:
             ids, segments, _ = label_image(
                 s.image, predict, cfg, input_hw=result.input_size, void_mask=mask

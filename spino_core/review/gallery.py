@@ -23,9 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spino_core.atomic import atomic_path, make_folder, replace_folder
+from spino_core.data.cityscapes import read_rgb
 from spino_core.data.coco_panoptic import PanopticSet, load_annotation
 from spino_core.errors import DataError
-from spino_core.report.overlays import colorize_panoptic, read_rgb
+from spino_core.report.overlays import colorize_panoptic
 from spino_core.review.gallery_page import render_page
 
 GALLERY_DIR = "gallery"

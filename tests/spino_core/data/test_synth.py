@@ -12,7 +12,7 @@ from PIL import Image
 
 from spino_core.data import synth
 from spino_core.data.classes import ALL_LABELS, VALID_LABEL_IDS, VOID, by_label_id
-from spino_core.errors import ConfigError, DataError
+from spino_core.errors import ConfigError, DataError, SpinoError
 
 H, W = 128, 256
 THING_IDS = {c.label_id for c in ALL_LABELS if c.is_thing and c.label_id >= 0}
@@ -191,7 +191,7 @@ def test_existing_dataset_is_replaced_other_dirs_are_not(tmp_path: Path) -> None
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("keep me")
-    with pytest.raises(DataError, match="refusing"):
+    with pytest.raises(SpinoError, match="did not write"):
         _generate(precious)
     assert (precious / "thesis.txt").read_text() == "keep me"
 

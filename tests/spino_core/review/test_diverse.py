@@ -18,7 +18,8 @@ from spino_core.data import synth
 from spino_core.data.datasets import open_dataset
 from spino_core.data.diverse import k_center_greedy
 from spino_core.data.split import choose_k_shot
-from spino_core.stages.split import choose_split
+from spino_core.errors import ConfigError
+from spino_core.stages.split import choose_split, diverse_picker
 from spino_core.stages.suggest_labels import suggest_labels
 
 
@@ -79,12 +80,20 @@ def test_split_diverse_and_suggest_labels_agree_without_labels(
     params = tiny_params(tmp_path, paths={"raw": str(world)}, split={"k": 4, "seed": 1})
     cfg = load_config(params, ["split.strategy=diverse"])
     train = open_dataset("cityscapes", world, "train")
-    first = choose_split(train, cfg.split, cfg.backbone)
+
+    def pick():  # the split stage's diverse choice, before any label exists
+        picker = diverse_picker(train, cfg.backbone, progress=False)
+        return choose_k_shot(train.stems, k=4, strategy="diverse", seed=1, pick_diverse=picker)
+
+    first = pick()
     cached = sorted((tmp_path / "cache" / "pool_features").iterdir())
     assert len(cached) == 8  # one vector per image, computed once
     mtimes = [p.stat().st_mtime_ns for p in cached]
-    again = choose_split(train, cfg.split, cfg.backbone)
+    again = pick()
     assert again == first and len(set(first.labelled)) == 4
+    # the split stage itself wants the chosen images annotated first (heads train on them)
+    with pytest.raises(ConfigError, match=r"split.diverse: image\(s\) .* have no ground truth"):
+        choose_split(train, cfg.split, cfg.backbone)
     assert [p.stat().st_mtime_ns for p in cached] == mtimes  # read from the cache
 
     out = tmp_path / "annotate"
