@@ -5,9 +5,10 @@ The k labelled images are the only labels there are; this module splits them int
 trains the label generator's heads on all folds but one (as the heads stage does, with the
 same settings), pseudo-labels each held-out image with the full multi-scale inference and
 fusion of the pseudo-label stage, and scores it against its ground truth. The mean over
-folds (and its spread) *estimates* the pool's PQ / things / stuff / mIoU. It is pessimistic
-by construction (each fold's heads see k - k/n_folds images, not k) and noisy for small k:
-read it as an estimate, which is how every output labels it.
+folds (and its spread) *estimates* the pool's PQ / things / stuff / mIoU. Each fold's heads
+see k - k/n_folds images, not k, yet on the measured runs (benchmarks/RESULTS.md) it came out
+optimistic by 1-3 PQ (pooled) and it is noisy for small k: read it as an estimate, which is
+how every output labels it.
 """
 
 from __future__ import annotations
