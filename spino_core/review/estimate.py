@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from spino_core.config import BackboneConfig, DataConfig, HeadsConfig, PseudoLabelConfig
 from spino_core.data.camera_mask import build_camera_mask
-from spino_core.data.classes import coco_categories
+from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.convert import sample_to_panoptic
 from spino_core.data.sample import Sample
 from spino_core.devices import resolve_device, resolve_precision
@@ -45,10 +45,11 @@ def fold_of(n: int, n_folds: int) -> list[list[int]]:
 
 
 class Scores:
-    """PQ and the semantic confusion of pseudo-labels against ground truth, streamed."""
+    """PQ and the semantic confusion of pseudo-labels against ground truth, streamed, over
+    the categories of ``classes``."""
 
-    def __init__(self) -> None:
-        self.categories = coco_categories()
+    def __init__(self, classes: ClassTable = CITYSCAPES) -> None:
+        self.categories = classes.coco_categories()
         self.pq = PanopticQuality(self.categories)
         self.cm = ConfusionMatrix(len(self.categories), ignore_index=-1)
 
@@ -77,6 +78,7 @@ def cross_validated_estimate(
     *,
     n_folds: int,
     backbone: DinoBackbone | None = None,
+    classes: ClassTable = CITYSCAPES,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Estimate the pseudo-labels' PQ / things / stuff / mIoU from the k labelled ``samples``.
@@ -86,6 +88,7 @@ def cross_validated_estimate(
     {"held_out", "skipped": reason}]}``; ``mean``/``std`` over the folds that ran,
     ``pooled`` over all held-out images together. A fold whose training images cannot
     train the boundary head (no thing instance) is reported as skipped, with the reason.
+    ``classes``: the run's class table, the samples' ids (heads, fusion and scores use it).
     """
     samples = list(samples)
     if len(samples) < 2:
@@ -94,20 +97,27 @@ def cross_validated_estimate(
         )
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
     device = resolve_device(pseudo_cfg.device)
-    pooled = Scores()
+    pooled = Scores(classes)
     folds: list[dict[str, Any]] = []
     for held in tqdm(fold_of(len(samples), n_folds), desc="estimate folds", disable=not progress):
         train = [s for i, s in enumerate(samples) if i not in held]
         test = [samples[i] for i in held]
         row: dict[str, Any] = {"held_out": [s.stem for s in test]}
         try:
-            check_labelled(train)
+            check_labelled(train, classes)
         except SpinoError as exc:
             folds.append({**row, "skipped": str(exc)})
             continue
         mask = build_camera_mask(data_cfg.camera_mask, [s.instance for s in train])
         result = train_heads(
-            train, [], backbone_cfg, heads_cfg, backbone=backbone, void_mask=mask, progress=False
+            train,
+            [],
+            backbone_cfg,
+            heads_cfg,
+            backbone=backbone,
+            void_mask=mask,
+            progress=False,
+            classes=classes,
         )
         cfg = pseudo_cfg
         if cfg.boundary_threshold == "auto":  # as the stage: the fold's own calibration
@@ -121,12 +131,12 @@ def cross_validated_estimate(
             boundary_scale=result.boundary_size[0] / result.input_size[0],
             precision=resolve_precision(cfg.precision, device),
         )
-        scores = Scores()
+        scores = Scores(classes)
         for s in test:
             ids, segments, _ = label_image(
-                s.image, predict, cfg, input_hw=result.input_size, void_mask=mask
+                s.image, predict, cfg, input_hw=result.input_size, void_mask=mask, classes=classes
             )
-            gt = sample_to_panoptic(s.instance)
+            gt = sample_to_panoptic(s.instance, classes)
             scores.update(gt, (ids, segments))
             pooled.update(gt, (ids, segments))
         folds.append({**row, **scores.compute()})

@@ -14,7 +14,7 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic
 from spino_core.config import SpinoConfig
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import open_split
 from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.ownership import check_stage_output
 from spino_core.review.estimate import KEYS, cross_validated_estimate
@@ -33,7 +33,7 @@ def estimate_pseudo_quality(cfg: SpinoConfig, *, progress: bool = True) -> dict[
         estimate_json.unlink(missing_ok=True)  # an earlier run's, now stale
         write_json_atomic(metrics, {"estimate": "off (split.estimate_folds: 0)"})
         return {"record": None, "notes": []}
-    train = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    train = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     samples = [train.load(s) for s in read_stem_list(Path(cfg.paths.split) / LABELLED_FILE)]
     record = cross_validated_estimate(
         samples,
@@ -42,6 +42,7 @@ def estimate_pseudo_quality(cfg: SpinoConfig, *, progress: bool = True) -> dict[
         cfg.pseudo_label,
         cfg.data,
         n_folds=folds,
+        classes=train.classes,
         progress=progress,
     )
     write_json_atomic(estimate_json, _json_safe(record))

@@ -12,7 +12,7 @@ from typing import Any
 
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import open_split
 from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
 from spino_core.pseudo.guard import PANOPTIC_DIR
 from spino_core.report.quality import manifest_rows
@@ -29,7 +29,7 @@ def write_pseudo_gallery(cfg: SpinoConfig, *, progress: bool = True) -> dict[str
         for r in rows
         if r.get("mean_confidence") is not None and not math.isnan(r["mean_confidence"])
     }
-    dataset = open_dataset(cfg.data.layout, cfg.paths.raw, cfg.data.train_split)
+    dataset = open_split(cfg.data, cfg.paths.raw, cfg.data.train_split)
     return write_gallery(
         pset,
         dataset.image_path,

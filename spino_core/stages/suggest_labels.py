@@ -17,7 +17,7 @@ from typing import Any
 
 from spino_core.atomic import write_json_atomic, write_text_atomic
 from spino_core.config import SpinoConfig
-from spino_core.data.datasets import open_dataset
+from spino_core.data.datasets import open_split
 from spino_core.data.split import choose_k_shot
 from spino_core.errors import ConfigError
 from spino_core.ownership import OWNED_ENTRIES, check_owned
@@ -61,7 +61,7 @@ def suggest_labels(
         },
         projects=[cfg.base_dir] if cfg.base_dir else [],
     )
-    train = open_dataset(cfg.data.layout, paths.raw, cfg.data.train_split)
+    train = open_split(cfg.data, paths.raw, cfg.data.train_split)
     if k > len(train.stems):
         raise ConfigError(
             f"-k: {k} is larger than the {len(train.stems)} training images in {paths.raw}; "

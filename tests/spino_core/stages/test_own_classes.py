@@ -152,6 +152,18 @@ def test_tool_export_with_six_classes(tmp_path: Path, tiny_params: Callable[...,
     assert metrics["images"] == 3 and {int(k) for k in metrics["per_class"]} == {1, 2, 3, 4, 5, 6}
     table = format_table(metrics, categories)
     assert "vehicle" in table and "ego vehicle" not in table
+    # the review tools read the export too, in its class table (they opened the Cityscapes
+    # layout and scored against Cityscapes' categories)
+    from dataclasses import replace
+
+    from spino_core.stages.estimate import estimate_pseudo_quality
+    from spino_core.stages.gallery import write_pseudo_gallery
+
+    gallery = write_pseudo_gallery(cfg, progress=False)
+    assert gallery["n_images"] == 3
+    cv = estimate_pseudo_quality(replace(cfg, split=replace(cfg.split, estimate_folds=3)),
+                                 progress=False)["record"]  # fmt: skip
+    assert all(0.0 <= cv["pooled"][k] <= 1.0 for k in ("pq", "stuff_pq", "miou")), cv["pooled"]
 
 
 def test_one_thing_class_from_params(tmp_path: Path, tiny_params: Callable[..., Path]) -> None:
