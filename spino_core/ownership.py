@@ -156,16 +156,36 @@ def check_owned(
     return folder
 
 
-def check_stage_output(cfg: Any, key: str) -> Path:
-    """:func:`check_owned` of ``cfg.paths.<key>`` against the other ``paths.*`` folders and
-    the project (the params file's folder, ``cfg.base_dir``)."""
+def check_project_folder(
+    cfg: Any,
+    folder: str | os.PathLike[str],
+    what: str,
+    owned: Iterable[str],
+    *,
+    marker: str | None = None,
+    own_key: str | None = None,
+) -> Path:
+    """:func:`check_owned` of a folder a command of this project writes, against every
+    ``paths.*`` folder but ``own_key``'s and the project (``cfg.base_dir``)."""
     paths = cfg.paths
-    keys = [k for k in (*OWNED_ENTRIES, "metrics") if k != key and hasattr(paths, k)]
+    keys = [k for k in (*OWNED_ENTRIES, "metrics") if k != own_key and hasattr(paths, k)]
     return check_owned(
-        getattr(paths, key),
+        folder,
+        what,
+        owned,
+        marker=marker,
+        others={f"paths.{k}": getattr(paths, k) for k in keys},
+        projects=[cfg.base_dir] if getattr(cfg, "base_dir", "") else [],
+    )
+
+
+def check_stage_output(cfg: Any, key: str) -> Path:
+    """:func:`check_project_folder` of the stage output folder ``cfg.paths.<key>``."""
+    return check_project_folder(
+        cfg,
+        getattr(cfg.paths, key),
         f"paths.{key}",
         OWNED_ENTRIES[key],
         marker=MARKERS.get(key),
-        others={f"paths.{k}": getattr(paths, k) for k in keys},
-        projects=[cfg.base_dir] if getattr(cfg, "base_dir", "") else [],
+        own_key=key,
     )

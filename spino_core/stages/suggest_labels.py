@@ -20,7 +20,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_split
 from spino_core.data.split import choose_k_shot
 from spino_core.errors import ConfigError
-from spino_core.ownership import OWNED_ENTRIES, check_owned
+from spino_core.ownership import check_project_folder
 from spino_core.report.overlays import write_png_rgb
 from spino_core.review.contact_sheet import contact_sheet
 from spino_core.stages.split import diverse_picker
@@ -50,17 +50,7 @@ def suggest_labels(
     if k < 1:
         raise ConfigError(f"-k: must be >= 1, got {k}")
     paths = cfg.paths
-    out = check_owned(
-        out_dir,
-        "--out",
-        SUGGEST_ENTRIES,
-        others={
-            f"paths.{key}": getattr(paths, key)
-            for key in (*OWNED_ENTRIES, "metrics")
-            if hasattr(paths, key)
-        },
-        projects=[cfg.base_dir] if cfg.base_dir else [],
-    )
+    out = check_project_folder(cfg, out_dir, "--out", SUGGEST_ENTRIES)
     train = open_split(cfg.data, paths.raw, cfg.data.train_split)
     if k > len(train.stems):
         raise ConfigError(
