@@ -28,6 +28,7 @@ from flows.dvc_state import stage_sections
 from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
+from spino_core.stages.metric_keys import POOL_KEYS
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -241,19 +242,6 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
             mlflow.set_tag(PSEUDO_LABELS_TAG, digest)  # the student's version links to it
 
 
-# spino_core.stages.outputs.POOL_KEYS (not imported: every stage's flow imports this module)
-_POOL_NUMBERS = (
-    "images",
-    "images_with_ground_truth",
-    "mean_confidence",
-    "segments_per_image",
-    "instances_per_image",
-    "void_fraction",
-    "class_mix_distance",
-    "val_images",
-)
-
-
 def log_panoptic_report(
     mlflow: Any, metrics: Mapping[str, Any], report_dir: str, classes: Any = None
 ) -> None:
@@ -268,7 +256,7 @@ def log_panoptic_report(
     if metrics.get("miou") is not None:
         flat["miou"] = float(metrics["miou"])
     if "images_with_ground_truth" in metrics or "val_images" in metrics:  # pool / no val
-        for key in _POOL_NUMBERS:  # what is known without ground truth (None: not logged)
+        for key in (*POOL_KEYS, "val_images"):  # known without ground truth (None: not logged)
             if isinstance(metrics.get(key), int | float):
                 flat[key] = float(metrics[key])
     from spino_core.data.class_table import CITYSCAPES

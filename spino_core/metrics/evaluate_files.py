@@ -45,7 +45,8 @@ def evaluate_panoptic_files(
     ground truth, counted wrong in the prediction). ``workers`` threads (default: all
     cores). Bad inputs (a ground-truth image without prediction included) raise DataError.
     """
-    return _evaluate(gt_json, gt_dir, pred_json, pred_dir, workers, progress, with_miou)[0]
+    options = {"workers": workers, "progress": progress, "with_miou": with_miou}
+    return evaluate_with_categories(gt_json, gt_dir, pred_json, pred_dir, **options)[0]
 
 
 def evaluate_with_categories(
@@ -60,18 +61,6 @@ def evaluate_with_categories(
 ) -> tuple[dict[str, Any], list[dict]]:
     """:func:`evaluate_panoptic_files` and the ground truth's ``categories`` (for
     :func:`format_table`: the file's own class names)."""
-    return _evaluate(gt_json, gt_dir, pred_json, pred_dir, workers, progress, with_miou)
-
-
-def _evaluate(
-    gt_json: Path,
-    gt_dir: Path,
-    pred_json: Path,
-    pred_dir: Path,
-    workers: int | None,
-    progress: bool,
-    with_miou: bool,
-) -> tuple[dict[str, Any], list[dict]]:
     gt = read_panoptic_json(gt_json, gt_dir)
     pred = read_panoptic_json(pred_json, pred_dir)
     pairs, missing, _ = match_pairs(gt, pred)
@@ -147,14 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     try:
-        metrics, categories = _evaluate(
+        metrics, categories = evaluate_with_categories(
             args.gt_json,
             args.gt_dir,
             args.pred_json,
             args.pred_dir,
-            args.workers,
-            not args.no_progress,
-            args.with_miou,
+            workers=args.workers,
+            progress=not args.no_progress,
+            with_miou=args.with_miou,
         )
         if args.out:
             write_json_atomic(args.out, metrics)

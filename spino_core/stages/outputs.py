@@ -19,19 +19,10 @@ from typing import Any
 from spino_core.atomic import write_json_atomic, write_text_atomic
 from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.report.csv_text import csv_text
+from spino_core.stages.metric_keys import POOL_KEYS
 
 PANOPTIC_GROUPS = ("All", "Things", "Stuff")
 
-#: The pool report's numbers that need no ground truth (None where not known).
-POOL_KEYS = (
-    "images",
-    "images_with_ground_truth",
-    "mean_confidence",
-    "segments_per_image",
-    "instances_per_image",
-    "void_fraction",
-    "class_mix_distance",
-)
 PER_CLASS_COLUMNS = ("class", "category_id", "isthing", "pq", "sq", "rq", "iou")
 PER_IMAGE_COLUMNS = (
     "image",
@@ -110,6 +101,16 @@ def per_image_rows(report_per_image_csv: Path) -> list[dict[str, Any]]:
     return [{"image": i, **row} for i, row in enumerate(rows)]
 
 
+def _panoptic_metric_paths(metrics_dir: str | Path, name: str) -> dict[str, Path]:
+    """``<name>.json``, ``<name>_per_class.csv``, ``<name>_per_image.csv`` under the folder."""
+    d = Path(metrics_dir)
+    return {
+        "summary": d / f"{name}.json",
+        "per_class": d / f"{name}_per_class.csv",
+        "per_image": d / f"{name}_per_image.csv",
+    }
+
+
 def write_panoptic_metrics(
     metrics_dir: str | Path,
     name: str,
@@ -119,12 +120,7 @@ def write_panoptic_metrics(
 ) -> dict[str, Path]:
     """``<name>.json`` (summary), ``<name>_per_class.csv``, ``<name>_per_image.csv``;
     class names from ``classes``."""
-    d = Path(metrics_dir)
-    paths = {
-        "summary": d / f"{name}.json",
-        "per_class": d / f"{name}_per_class.csv",
-        "per_image": d / f"{name}_per_image.csv",
-    }
+    paths = _panoptic_metric_paths(metrics_dir, name)
     write_json_atomic(paths["summary"], panoptic_summary(metrics))
     write_text_atomic(
         paths["per_class"], csv_text(PER_CLASS_COLUMNS, per_class_rows(metrics, classes), _fmt)
@@ -139,12 +135,7 @@ def write_unscored_metrics(
 ) -> dict[str, Path]:
     """The files of :func:`write_panoptic_metrics` for a stage with nothing to score (no val
     set): ``summary`` says why (e.g. ``val_images: 0``); the CSVs hold their header only."""
-    d = Path(metrics_dir)
-    paths = {
-        "summary": d / f"{name}.json",
-        "per_class": d / f"{name}_per_class.csv",
-        "per_image": d / f"{name}_per_image.csv",
-    }
+    paths = _panoptic_metric_paths(metrics_dir, name)
     write_json_atomic(paths["summary"], dict(summary))
     write_text_atomic(paths["per_class"], csv_text(PER_CLASS_COLUMNS, []))
     write_text_atomic(paths["per_image"], csv_text(PER_IMAGE_COLUMNS, []))
