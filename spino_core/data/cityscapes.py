@@ -14,6 +14,7 @@ KITTI-360 adapter, which only differs in paths and in how its label ids are deco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,18 @@ class UnknownImageError(DataError, KeyError):
     """A stem the dataset does not have: a one-line DataError that is also a KeyError."""
 
     __str__ = Exception.__str__  # KeyError's would quote the message
+
+
+def image_of(images: Mapping[str, Path], stem: str, dataset: object) -> Path:
+    """``images[stem]``, or the one-line :class:`UnknownImageError` naming ``dataset``
+    (every reader's ``image_path``)."""
+    try:
+        return images[stem]
+    except KeyError:
+        raise UnknownImageError(
+            f"image {stem!r} is not in {dataset!r}; labels or predictions that name it were "
+            "made for another dataset or split: re-create them for this one"
+        ) from None
 
 
 #: (256,) bool: labelId -> is a thing class (has instances) in the Cityscapes table.
@@ -221,13 +234,7 @@ class LabelledPngDataset:
         )
 
     def _path(self, stem: str) -> Path:
-        try:
-            return self._images[stem]
-        except KeyError:
-            raise UnknownImageError(
-                f"image {stem!r} is not in {self!r}; labels or predictions that name it were "
-                "made for another dataset or split: re-create them for this one"
-            ) from None
+        return image_of(self._images, stem, self)
 
     def image_path(self, stem: str) -> Path:
         return self._path(stem)

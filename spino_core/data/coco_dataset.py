@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from spino_core.data.class_table import MAX_CLASS_ID, ClassTable, table_from_categories
-from spino_core.data.cityscapes import UnknownImageError, read_rgb
+from spino_core.data.cityscapes import image_of, read_rgb
 from spino_core.data.coco_panoptic import (
     PanopticSet,
     load_annotation,
@@ -154,13 +154,7 @@ class CocoPanopticDataset:
         return f"CocoPanopticDataset(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
 
     def image_path(self, stem: str) -> Path:
-        try:
-            return self._images[stem]
-        except KeyError:
-            raise UnknownImageError(
-                f"image {stem!r} is not in {self!r}; labels or predictions that name it were "
-                "made for another dataset or split: re-create them for this one"
-            ) from None
+        return image_of(self._images, stem, self)
 
     def has_labels(self, stem: str) -> bool:
         return self._names.get(stem) in self._anns

@@ -34,6 +34,12 @@ def save_png(fig: Any, path: Path) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def integer_bins(counts: Sequence[int]) -> list[int]:
+    """Histogram bin edges for integer counts: one bin per value, at most ~40 bins."""
+    lo, top = min(counts, default=0), max(counts, default=0)
+    return list(range(lo, top + 2, max(1, (top - lo + 1) // 40 + 1)))
+
+
 def integer_counts(ax: Any) -> None:
     """Image counts on the y axis: whole numbers only."""
     from matplotlib.ticker import MaxNLocator
@@ -85,9 +91,7 @@ def plot_segments_per_image(
     """
     fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
-    counts = [*pred_counts, *gt_counts] or [0]
-    lo, top = min(counts), max(counts)
-    bins = list(range(lo, top + 2, max(1, (top - lo + 1) // 40 + 1)))
+    bins = integer_bins([*pred_counts, *gt_counts])
     ax.hist(
         gt_counts, bins=bins, histtype="step", linewidth=2, color="#444444", label="ground truth"
     )

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from spino_core.report.plots import STUFF_COLOR, THING_COLOR, integer_counts, new_figure, save_png
+from spino_core.report.plots import (
+    STUFF_COLOR,
+    THING_COLOR,
+    integer_bins,
+    integer_counts,
+    new_figure,
+    save_png,
+)
 
 
 def plot_class_shares(rows: Sequence[dict], path: Path) -> None:
@@ -39,9 +46,7 @@ def plot_counts_per_image(segments: Sequence[int], instances: Sequence[int], pat
     """Histograms of segments and of thing instances per pseudo-labelled image."""
     fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
-    counts = [*segments, *instances] or [0]
-    lo, top = min(counts), max(counts)
-    bins = list(range(lo, top + 2, max(1, (top - lo + 1) // 40 + 1)))
+    bins = integer_bins([*segments, *instances])
     ax.hist(segments, bins=bins, alpha=0.6, color=STUFF_COLOR, label="segments")
     ax.hist(instances, bins=bins, alpha=0.6, color=THING_COLOR, label="thing instances")
     ax.set_xlabel("per image")

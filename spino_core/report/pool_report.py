@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from spino_core.atomic import write_json_atomic, write_text_atomic
+from spino_core.atomic import write_text_atomic
 from spino_core.data.coco_panoptic import PanopticSet, load_annotation
 from spino_core.report import html
-from spino_core.report.csv_text import csv_text
 from spino_core.report.overlays import category_colors, render_panels, write_png_rgb
 from spino_core.report.pool import LabelStats, PoolRow, look_first, pool_rows, pool_summary
+from spino_core.report.quality import write_report_tables
 
 POOL_PER_IMAGE_COLUMNS = ("stem", "pq", "n_segments", "mean_confidence", "sq", "rq")
 POOL_PER_IMAGE_COLUMNS += ("n_gt_segments", "n_instances", "void_fraction", "class_mix_distance")
@@ -95,16 +95,9 @@ def build_pool_report(
         metrics.update({k: v for k, v in gt["metrics"].items() if k not in metrics})
     notes = [*extra_notes, _ground_truth_note(len(rows), n_with_gt)]
     per_image = _per_image_rows(rows, gt)
-    paths: dict[str, Any] = {
-        "metrics_json": out / "metrics.json",
-        "per_class_csv": out / "per_class.csv",
-        "per_image_csv": out / "plots" / "per_image.csv",
-        "index_html": out / "index.html",
-    }
-    write_json_atomic(paths["metrics_json"], metrics)
     class_rows = _class_rows(pred.categories, summary["pool_mix"], labelled_mix)
-    write_text_atomic(paths["per_class_csv"], csv_text(POOL_PER_CLASS_COLUMNS, class_rows))
-    write_text_atomic(paths["per_image_csv"], csv_text(POOL_PER_IMAGE_COLUMNS, per_image))
+    columns = (POOL_PER_CLASS_COLUMNS, POOL_PER_IMAGE_COLUMNS)
+    paths = write_report_tables(out, metrics, class_rows, per_image, columns)
     plots = _write_plots(out, rows, class_rows)
     pictures = _write_look_first(out, pred, rows, load_image, n_look_first)
     paths["plots"], paths["look_first"] = plots, [p["path"] for p in pictures]

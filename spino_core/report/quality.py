@@ -232,7 +232,7 @@ def build_quality_report(
     if manifest is not None:
         metrics["images_failed"] = len(failed)
     per_class = class_rows(metrics, ev.gt.categories)
-    paths = _write_tables(out, metrics, per_class, _per_image_rows(ev.images, confidence))
+    paths = write_report_tables(out, metrics, per_class, _per_image_rows(ev.images, confidence))
     plot_paths, skipped = _write_plots(out, title, per_class, ev, confidence, manifest, notes)
     paths["plots"] = plot_paths
 
@@ -305,10 +305,15 @@ def _write_comparisons(comparison: ComparisonSet | None, out: Path) -> list[dict
     return comparisons
 
 
-def _write_tables(
-    out: Path, metrics: dict[str, Any], per_class: list[dict], per_image: list[dict]
+def write_report_tables(
+    out: Path,
+    metrics: dict[str, Any],
+    per_class: list[dict],
+    per_image: list[dict],
+    columns: tuple[Sequence[str], Sequence[str]] = (PER_CLASS_COLUMNS, PER_IMAGE_COLUMNS),
 ) -> dict[str, Any]:
-    """metrics.json, per_class.csv and plots/per_image.csv; returns the report's paths."""
+    """metrics.json, per_class.csv and plots/per_image.csv (``columns``: the two CSVs'; the
+    pool report has its own); returns the report's paths, ``index_html`` included."""
     paths: dict[str, Any] = {
         "metrics_json": out / "metrics.json",
         "per_class_csv": out / "per_class.csv",
@@ -316,8 +321,8 @@ def _write_tables(
         "index_html": out / "index.html",
     }
     write_json_atomic(paths["metrics_json"], metrics)
-    write_text_atomic(paths["per_class_csv"], csv_text(PER_CLASS_COLUMNS, per_class))
-    write_text_atomic(paths["per_image_csv"], csv_text(PER_IMAGE_COLUMNS, per_image))
+    write_text_atomic(paths["per_class_csv"], csv_text(columns[0], per_class))
+    write_text_atomic(paths["per_image_csv"], csv_text(columns[1], per_image))
     return paths
 
 
