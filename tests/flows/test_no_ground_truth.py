@@ -94,11 +94,20 @@ def test_repro_runs_to_the_registered_student_without_pool_ground_truth(
     # the student, which follows only when the pseudo-labels it reads have changed
     for key, value, stale in (
         ("student.center_threshold", 0.3, {"evaluate"}),
+        ("student.lr", 0.002, {"train_student"}),
+        ("student.checkpoint_every", 7, set()),  # how the run goes, not what it makes
         ("pseudo_label.min_blob_px", 11, {"pseudo_label", "report"}),
+        ("split.seed", 5, {"split"}),
+        ("split.estimate_folds", 2, {"report"}),
+        ("data.val_split", "train", {"split", "train_heads", "evaluate"}),
+        ("data.camera_mask.min_fraction", 0.6, {"train_heads", "report"}),
     ):
         changed = yaml.safe_load((repo_copy / "params.yaml").read_text())
-        section, name = key.split(".")
-        changed[section][name] = value
+        *sections, name = key.split(".")
+        node = changed
+        for section in sections:
+            node = node[section]
+        node[name] = value
         (repo_copy / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         assert set(json.loads(_run(["dvc", "status", "--json"], repo_copy))) == stale, key
         (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
