@@ -8,10 +8,15 @@ PyYAML accepts three things that break the pipeline further on, each refused her
   aliased objects, but anything that walks or prints the value (an error message's ``repr``)
   expands it, to gigabytes;
 - bytes that are not UTF-8 (YAML's encoding; DVC reads params as UTF-8).
+
+And it reads numbers as DVC does: ``1e-3`` and ``1.5e3`` are floats in YAML 1.2 (DVC's
+ruamel), but strings in PyYAML's YAML 1.1, which wants a dot and a signed exponent
+(``1.0e-3``); a learning rate written ``1e-3`` (or set by ``dvc exp run -S``) was refused.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -25,6 +30,17 @@ MAX_ALIAS_EXPANSION = 10_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2's exponent floats (``1e-3``, ``1.5E3``)."""
+
+
+_Loader.add_implicit_resolver(  # tried after PyYAML's own int/float patterns (no clash)
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 class _Refused(Exception):
     """A document this module refuses: the message, without the file name."""
 
@@ -36,7 +52,7 @@ def parse_yaml(text: str | bytes, where: str) -> Any:
     """
     if isinstance(text, bytes):
         text = _decode(text, where)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -151,3 +151,25 @@ def test_cli_says_one_line_and_exits_2(tmp_path: Path, content: bytes) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("spino: error: "), proc.stderr[-2000:]
     assert str(params) in lines[0]
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "+2e5", "3e+2", "1.5e3", "5.e-1"])
+def test_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path: Path, text: str) -> None:
+    """``lr: 1e-3`` is a float to DVC (YAML 1.2, ruamel) but a *string* to PyYAML (YAML 1.1
+    needs ``1.0e-3``): ``-S student.lr=1e-3`` or that line in params.yaml was refused as
+    "expected a number, got '1e-3'", while ``dvc exp run -S`` wrote it that way."""
+    params = tmp_path / "params.yaml"
+    params.write_text(f"student:\n  lr: {text}\n")
+    assert load_config(params).student.lr == float(text)
+    assert dict(parse_overrides([f"student.lr={text}"]))["student.lr"] == float(text)
+    other = tmp_path / "other.yaml"
+    other.write_text("split:\n  stems: [1e3, e5, 1_000]\n")  # a stem list stays strings
+    with pytest.raises(ConfigError):
+        load_config(other)  # 1e3 is now a number: not a stem name
+
+
+def test_integers_and_words_are_unchanged(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("split:\n  k: 3\n  seed: 10\n  stems: [e5, 1e, 12abc]\n")
+    cfg = load_config(params)
+    assert (cfg.split.k, cfg.split.seed, cfg.split.stems) == (3, 10, ("e5", "1e", "12abc"))
