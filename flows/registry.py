@@ -35,9 +35,10 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
-from mlflow.pyfunc import PythonModel
 from mlflow.types import Schema, TensorSpec
 
+from flows import student_pyfunc
+from flows.student_pyfunc import StudentPyfunc  # noqa: F401  (versions pickled before: by this name)
 from spino_core.errors import SpinoError
 
 MODEL_NAME = "spino-student"
@@ -64,22 +65,6 @@ INFERENCE_DISTRIBUTIONS = (
 )
 # Files of the student folder that inference does not read.
 _TRAINING_ONLY = ("checkpoint.pt", "resolved_config.json")
-
-
-class StudentPyfunc(PythonModel):
-    """pyfunc wrapper: (N, H, W, 3) uint8 RGB images -> (N, H, W) int32 panoptic maps."""
-
-    def load_context(self, context: Any) -> None:
-        from spino_core.models.student_io import load_student, read_student_config
-
-        self._cfg = read_student_config(context.artifacts["student"])[1]
-        self._model = load_student(context.artifacts["student"])
-
-    def predict(self, context, model_input, params=None):
-        from spino_core.student.predict import predict_student
-
-        images = model_input["images"] if isinstance(model_input, dict) else model_input
-        return np.stack([predict_student(self._model, img, self._cfg) for img in images])
 
 
 def weights_sha256(student_dir: str | Path) -> str:
@@ -169,7 +154,7 @@ def _log_pyfunc(student_dir: Path, sha: str) -> Any:
                 shutil.copy2(path, files / path.name)
         return mlflow.pyfunc.log_model(
             name="student",
-            python_model=StudentPyfunc(),
+            python_model=student_pyfunc.__file__,  # a model from code: nothing pickled
             artifacts={"student": str(files)},
             code_paths=[str(Path(spino_core.__file__).parent)],
             pip_requirements=pinned_requirements(),
