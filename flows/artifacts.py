@@ -11,6 +11,7 @@ MLflow run when the tracking server is reachable over http).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,17 +79,42 @@ def _publish(
         create_link_artifact(uri, link_text=text, key=key, description=f"{text} (HTML)")
 
 
+class _PrintedAlready(logging.Filter):
+    """Keeps a result line's run-log record off the console, where it was printed plain."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, _PRINTED, False)
+
+
+_PRINTED = "spino_printed"
+
+
+def _log_to_run(line: str) -> None:
+    """``line`` to the flow run's logger (Prefect's API handler: the run's logs in the UI,
+    ``prefect flow-run logs``), not a second time on the console."""
+    from prefect import get_run_logger
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        printed = [f for f in handler.filters if isinstance(f, _PrintedAlready)]
+        if isinstance(handler, PrefectConsoleHandler) and not printed:
+            handler.addFilter(_PrintedAlready())
+    get_run_logger().info(line, extra={_PRINTED: True})
+
+
 def finish_stage(stage: str, cfg: SpinoConfig, result: Mapping[str, Any]) -> None:
-    """Print the stage's headline; artifacts for an evaluated stage (inside a flow run)."""
+    """Print the stage's result line (stdout) and, inside a flow run, send it to the run's
+    logs; artifacts for an evaluated stage (inside a flow run)."""
     try:
         line = stage_headline(stage, cfg, result)
     except (KeyError, TypeError, ValueError):  # an unexpected result shape: still say done
         line = "done"
     print(f"spino {stage}: {line}", flush=True)
-    if stage in _evaluated():
-        from prefect.runtime import flow_run
+    from prefect.runtime import flow_run
 
-        if flow_run.id:
+    if flow_run.id:  # inside a flow run: the same line in its logs (the Prefect UI)
+        _log_to_run(f"spino {stage}: {line}")
+        if stage in _evaluated():
             _publish({stage: result}, cfg, [stage], f"SPINO {stage}: panoptic quality (percent)")
 
 

@@ -42,6 +42,9 @@ class StageRecord:
     # Its result line ("spino <name>: <headline>"), printed and sent to the run's logs;
     # None: "done".
     headline: Headline | None = None
+    # Dotted params keys whose values name its Prefect flow runs ("train-student k=10
+    # steps=400 @de8ac3b", flows.run_labels)
+    run_name_keys: tuple[str, ...] = ()
 
     @property
     def dvc_name(self) -> str:
@@ -56,20 +59,33 @@ class StageRecord:
 
 #: In pipeline order.
 STAGES: tuple[StageRecord, ...] = (
-    StageRecord("synth", outputs=("raw",), headline=headlines.synth),
-    StageRecord("split", outputs=("split",), inputs=("raw",), headline=headlines.split),
+    StageRecord(
+        "synth",
+        outputs=("raw",),
+        headline=headlines.synth,
+        run_name_keys=("synth.n_train", "synth.n_val"),
+    ),
+    StageRecord(
+        "split",
+        outputs=("split",),
+        inputs=("raw",),
+        headline=headlines.split,
+        run_name_keys=("split.k", "split.strategy"),
+    ),
     StageRecord(
         "train-heads",
         outputs=("heads",),
         inputs=("raw", "split"),
         metrics=("heads.json", "heads_history.csv", "heads_per_class.csv"),
         headline=headlines.train_heads,
+        run_name_keys=("split.k", "heads.steps"),
     ),
     StageRecord(
         "pseudo-label",
         outputs=("pseudo",),
         inputs=("raw", "split", "heads"),
         headline=headlines.pseudo_label,
+        run_name_keys=("split.k",),
     ),
     StageRecord(
         "report",
@@ -83,6 +99,7 @@ STAGES: tuple[StageRecord, ...] = (
         ),
         evaluated=("pseudo-labels", "pseudo_report"),
         headline=headlines.report,
+        run_name_keys=("split.k",),
     ),
     StageRecord(
         "train-student",
@@ -90,6 +107,7 @@ STAGES: tuple[StageRecord, ...] = (
         inputs=("raw", "split", "pseudo"),
         metrics=("student_train.json", "student_history.csv"),
         headline=headlines.train_student,
+        run_name_keys=("split.k", "student.steps"),
     ),
     StageRecord(
         "evaluate",
@@ -98,6 +116,7 @@ STAGES: tuple[StageRecord, ...] = (
         metrics=("student.json", "student_per_class.csv", "student_per_image.csv"),
         evaluated=("student (val)", "student_report"),
         headline=headlines.evaluate,
+        run_name_keys=("split.k", "student.steps"),
     ),
 )
 
