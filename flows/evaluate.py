@@ -7,16 +7,18 @@ from typing import Any
 from prefect import flow
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.tracking import find_pseudo_label_run, log_panoptic_report, stage_run
 from spino_core.config import load_config
 from tasks.evaluate import evaluate_student
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=stage_flow_run_name)
 def evaluate_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("evaluate", cfg)
     with stage_run(cfg, "evaluate", out_dir=cfg.paths.student_report) as run:
         out = evaluate_student(cfg)
         metrics = out["metrics"]

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, unmapped
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.runners import SHARD_RESOURCES, local_gpu_workers, make_task_runner
 from flows.tracking import stage_run
 from spino_core.config import SpinoConfig, load_config
@@ -34,14 +35,17 @@ def _label_shards(cfg: SpinoConfig) -> dict[str, Any]:
     return finalize_pseudo_labels(cfg, rows, plan.n_images)
 
 
-@flow(name="pseudo-label")
+@flow(name="pseudo-label", flow_run_name=stage_flow_run_name)
 def pseudo_label_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("pseudo-label", cfg)
     runner = make_task_runner(cfg.orchestration)
     with stage_run(cfg, "pseudo_label", out_dir=cfg.paths.pseudo) as run:
-        shards_flow = flow(name="pseudo-label-shards", task_runner=runner)(_label_shards)
+        shards_flow = flow(
+            name="pseudo-label-shards", flow_run_name="pseudo-label shards", task_runner=runner
+        )(_label_shards)
         summary = shards_flow(cfg)
         if run is not None:  # MLflow imported only when enabled
             import mlflow

@@ -7,14 +7,16 @@ from typing import Any
 from prefect import flow
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.tracking import log_panoptic_report, stage_run
 from spino_core.config import load_config
 from tasks.report import report_pseudo_labels
 
 
-@flow(name="report")
+@flow(name="report", flow_run_name=stage_flow_run_name)
 def report_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("report", cfg)
     with stage_run(cfg, "report", out_dir=cfg.paths.pseudo_report) as run:
         out = report_pseudo_labels(cfg)
         if run is not None:  # MLflow imported only when enabled

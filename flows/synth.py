@@ -7,14 +7,16 @@ from typing import Any
 from prefect import flow
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.synth import generate_synthetic_dataset
 
 
-@flow(name="synth")
+@flow(name="synth", flow_run_name=stage_flow_run_name)
 def synth_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("synth", cfg)
     with stage_run(cfg, "synth", out_dir=cfg.paths.raw) as run:
         summary = generate_synthetic_dataset(cfg.synth, cfg.paths.raw)
         if run is not None:  # MLflow imported only when enabled

@@ -7,16 +7,18 @@ from typing import Any
 from prefect import flow
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.train_heads import train_label_heads
 
 
-@flow(name="train-heads")
+@flow(name="train-heads", flow_run_name=stage_flow_run_name)
 def train_heads_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("train-heads", cfg)
     with stage_run(cfg, "train_heads", out_dir=cfg.paths.heads) as run:
         out = train_label_heads(cfg)
         if run is not None:  # MLflow imported only when enabled

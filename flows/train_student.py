@@ -11,16 +11,18 @@ from typing import Any
 from prefect import flow
 
 from flows.artifacts import finish_stage
+from flows.run_labels import stage_flow_run_name, tag_flow_run
 from flows.tracking import stage_run
 from spino_core.config import load_config
 from tasks.train_student import train_student_model
 
 
-@flow(name="train-student")
+@flow(name="train-student", flow_run_name=stage_flow_run_name)
 def train_student_flow(
     params: str = "params.yaml", overrides: list[str] | None = None
 ) -> dict[str, Any]:
     cfg = load_config(params, overrides or [])
+    tag_flow_run("train-student", cfg)
     with stage_run(cfg, "train_student", out_dir=cfg.paths.student) as run:
         out = train_student_model(cfg)
         if run is not None:  # MLflow imported only when enabled

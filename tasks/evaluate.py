@@ -13,6 +13,7 @@ from tasks.retry import retry_on_io_error
 
 @task(
     name="evaluate-student",
+    task_run_name="evaluate student ({cfg.data.val_split})",
     retries=1,
     retry_delay_seconds=2,
     retry_condition_fn=retry_on_io_error,

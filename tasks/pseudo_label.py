@@ -15,6 +15,7 @@ from tasks.retry import retry_on_io_error, retry_unless_user_error
 
 @task(
     name="plan-pseudo-labels",
+    task_run_name="plan pseudo-labels ({cfg.pseudo_label.n_shards} shards)",
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=retry_on_io_error,
@@ -36,6 +37,7 @@ def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[M
 
 @task(
     name="finalize-pseudo-labels",
+    task_run_name="finalize pseudo-labels ({n_images} images)",
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=retry_on_io_error,

@@ -13,6 +13,7 @@ from tasks.retry import retry_on_io_error
 
 @task(
     name="make-k-shot-split",
+    task_run_name="split k={cfg.k} ({cfg.strategy})",
     retries=2,
     retry_delay_seconds=1,
     retry_condition_fn=retry_on_io_error,

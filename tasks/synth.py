@@ -13,6 +13,7 @@ from tasks.retry import retry_on_io_error
 
 @task(
     name="generate-synthetic-dataset",
+    task_run_name="synth {cfg.n_train}+{cfg.n_val} images",
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=retry_on_io_error,

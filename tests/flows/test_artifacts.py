@@ -50,13 +50,13 @@ def test_every_stage_prints_its_headline_and_output_paths(
     assert lines == [
         "spino synth: 6 train, 2 val images -> data/raw",
         "spino split: k=3 labelled (coverage), 3 unlabelled, 2 val images -> data/split",
-        "spino train-heads: val mIoU 0.810, boundary F1 0.500 -> models/heads, metrics/heads.json",
+        "spino train-heads: val mIoU 81.0%, boundary F1 50.0% -> models/heads, metrics/heads.json",
         "spino pseudo-label: 3/3 images labelled (0 failed, 1 from an earlier run) -> data/pseudo",
-        "spino report: pseudo-labels PQ 0.113 (things 0.050, stuff 0.171), mIoU 0.420 -> "
+        "spino report: pseudo-labels PQ 11.3% (things 5.0%, stuff 17.1%), mIoU 42.0% -> "
         "reports/pseudo/index.html, metrics/pseudo_labels.json",
         "spino train-student: 3 steps (resumed from step 0), final loss 1.2346 -> "
         "models/student, metrics/student_train.json",
-        "spino evaluate: student PQ 0.113 (things 0.050, stuff 0.171), mIoU 0.420 -> "
+        "spino evaluate: student PQ 11.3% (things 5.0%, stuff 17.1%), mIoU 42.0% -> "
         "reports/student/index.html, metrics/student.json; MLflow spino-student v2 "
         "(champion stays v1)",
     ]
@@ -92,7 +92,44 @@ def test_the_pipeline_publishes_a_metrics_table_and_report_links(
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert rows == metrics_table(RESULTS)
     assert [r["stage"] for r in rows] == ["pseudo-labels", "student (val)"]
-    assert rows[0]["PQ"] == 0.1134 and rows[1]["mIoU"] == 0.42
+    # percent with one decimal, as the HTML reports print them (spino_core.report.html)
+    assert rows[0]["PQ (%)"] == 11.3 and rows[1]["mIoU (%)"] == 42.0
     link = by_key["spino-pseudo-labels-report"]  # only the report that exists is linked
     assert page.resolve().as_uri() in link.data  # Prefect stores a link as markdown
     assert "spino-student-report" not in by_key
+
+
+def test_the_table_artifact_and_the_html_report_show_the_same_numbers() -> None:
+    """Issue 28: artifacts showed fractions (0.1134) where the reports show percent (11.3)."""
+    from spino_core.report.html import _summary
+
+    page = _summary(
+        {g: PANOPTIC[g] | {"n": 1} for g in ("All", "Things", "Stuff")} | {"miou": 0.42}, []
+    )
+    (row,) = metrics_table({"report": PANOPTIC})
+    for column, value in row.items():
+        if column != "stage":
+            assert f"<td>{value:.1f}</td>" in page, column
+
+
+def test_a_stage_headline_is_its_records(
+    tmp_path: Path,
+    tiny_params: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 25: a stage's result line is declared in its record (no per-stage code in
+    flows/artifacts.py); a toy stage added by a record prints its own headline."""
+    from flows import stage_records
+    from flows.stage_records import STAGES, StageRecord
+
+    source = (Path(__file__).parents[2] / "flows/artifacts.py").read_text()
+    assert [s.name for s in STAGES if f'"{s.name}"' in source] == []
+    toy = StageRecord(
+        "toy-stage",
+        outputs=("student_report",),
+        headline=lambda r, paths: f"{r['n']} toys -> {Path(paths.student_report).name}",
+    )
+    monkeypatch.setattr(stage_records, "STAGES", (*STAGES, toy))
+    finish_stage("toy-stage", load_config(tiny_params(tmp_path)), {"n": 3})
+    assert capsys.readouterr().out == "spino toy-stage: 3 toys -> student\n"
