@@ -138,6 +138,10 @@ def multiscale_predict_many(
         tiles = np.stack([_crop_resize(images[k], box, input_hw) for k, _, box in jobs])
         return predict(tiles, want_semantic=want_sem, want_boundary=want_bnd)
 
+    # The tiles of each head's first scale reach every image first and cover each pixel once:
+    # they are written into its sums instead of added to zeros (no image-sized temporary).
+    first_sem = next((jobs[0][1] for want_sem, _, jobs in batches if want_sem), None)
+    first_bnd = next((jobs[0][1] for _, want_bnd, jobs in batches if want_bnd), None)
     accs = [_Accumulator(image.shape[0], image.shape[1]) for image in images]
     outputs = _mapped(run, batches, overlap)
     for (want_sem, want_bnd, jobs), (sem, bnd) in zip(batches, outputs, strict=True):
@@ -146,8 +150,12 @@ def multiscale_predict_many(
         if want_bnd:
             bnd = _check_output("boundary", bnd, (len(jobs), *input_hw))
         for i, (k, scale, box) in enumerate(jobs):
-            sem_i = sem[i] if want_sem else None
-            accs[k].add(box, sem_i, sem_w[scale], bnd[i] if want_bnd else None, bnd_w[scale])
+            acc = accs[k]
+            if want_sem:
+                acc.add_semantic(box, sem[i], sem_w[scale], fresh=scale == first_sem)
+            if want_bnd:
+                acc.add_boundary(box, bnd[i], bnd_w[scale], fresh=scale == first_bnd)
+            acc.n_forwards += 1
     return [acc.result(sem_w, bnd_w, boundary_threshold, keep_probs) for acc in accs]
 
 
@@ -224,49 +232,118 @@ def _mapped(fn, items: list, overlap: bool):
 
 
 class _Accumulator:
-    """Weighted sums of one (H, W) image's tile predictions, in the order they arrive."""
+    """Weighted sums of one (H, W) image's tile predictions, in the order they arrive.
+
+    Memory: the (H, W, K) float32 class sums (4K bytes per pixel) and the (H, W) boundary
+    sums are all that grows with the image; each head's first scale is resized straight into
+    them (``fresh``), so a one-tile scale on a large image makes no (H, W, K) temporary.
+    """
 
     def __init__(self, height: int, width: int) -> None:
+        self.shape = (height, width)
         self.sem_sum: np.ndarray | None = None  # (H, W, K) float32, made at the first tile
-        self.bnd_sum = np.zeros((height, width), dtype=np.float32)
+        self.bnd_sum: np.ndarray | None = None  # (H, W) float32, made at the first tile
         self.n_forwards = 0
+        self._summing = {"semantic": False, "boundary": False}  # past the fresh tiles
 
-    def add(
-        self,
-        box: tuple[int, int, int, int],
-        sem: np.ndarray | None,  # (K, h, w) float32 tile prediction, or None
-        sem_weight: int,
-        bnd: np.ndarray | None,  # (h, w) float32 tile prediction, or None
-        bnd_weight: int,
+    def _check_order(self, head: str, fresh: bool) -> None:
+        """A fresh tile overwrites its box: it must come before any tile added onto it."""
+        if fresh and self._summing[head]:
+            raise AssertionError(f"{head}: a first-scale tile after tiles of other scales")
+        self._summing[head] = self._summing[head] or not fresh
+
+    def add_semantic(
+        self, box: tuple[int, int, int, int], sem: np.ndarray, weight: int, *, fresh: bool
     ) -> None:
-        """Add one tile's predictions (at the network input size) onto its ``box``."""
+        """Add (or with ``fresh`` write) one (K, h, w) tile prediction onto its ``box``.
+
+        Bit for bit ``0 + weight * resized``: the sums start at zero in the reference.
+        """
+        self._check_order("semantic", fresh)
+        if self.sem_sum is None:
+            self.sem_sum = np.empty((*self.shape, sem.shape[0]), dtype=np.float32)
         y0, y1, x0, x1 = box
-        size = (y1 - y0, x1 - x0)
-        self.n_forwards += 1
-        if sem is not None:
-            if self.sem_sum is None:
-                shape = (*self.bnd_sum.shape, sem.shape[0])
-                self.sem_sum = np.zeros(shape, dtype=np.float32)
-            _accumulate_planes(self.sem_sum[y0:y1, x0:x1], sem, sem_weight)
-        if bnd is not None:
-            _accumulate(self.bnd_sum[y0:y1, x0:x1], _resize(bnd, size), bnd_weight)
+        _accumulate_planes(self.sem_sum[y0:y1, x0:x1], sem, weight, fresh=fresh)
+
+    def add_boundary(
+        self, box: tuple[int, int, int, int], bnd: np.ndarray, weight: int, *, fresh: bool
+    ) -> None:
+        """Add (or with ``fresh`` write) one (h, w) tile prediction onto its ``box``."""
+        self._check_order("boundary", fresh)
+        if self.bnd_sum is None:
+            self.bnd_sum = np.empty(self.shape, dtype=np.float32)
+        y0, y1, x0, x1 = box
+        view = self.bnd_sum[y0:y1, x0:x1]
+        if fresh:
+            _resize_into(view, bnd, cv2.INTER_AREA if _shrinks(bnd, view) else cv2.INTER_LINEAR)
+            _scale_fresh(view, weight)
+        else:
+            _accumulate(view, _resize(bnd, view.shape), weight)
 
     def result(
         self, sem_w: Counter, bnd_w: Counter, threshold: float, keep_probs: bool
     ) -> MultiscaleResult:
-        assert self.sem_sum is not None  # semantic_scales and the image are not empty
+        assert self.sem_sum is not None and self.bnd_sum is not None  # scales are not empty
         sem_avg = np.divide(self.sem_sum, np.float32(sum(sem_w.values())), out=self.sem_sum)
         bnd_avg = np.divide(self.bnd_sum, np.float32(sum(bnd_w.values())), out=self.bnd_sum)
         if sem_avg.shape[2] > 255:
             raise ValueError(f"{sem_avg.shape[2]} classes do not fit a uint8 map")
+        semantic, confidence = _argmax_max(sem_avg)
         return MultiscaleResult(
-            semantic=sem_avg.argmax(axis=2).astype(np.uint8),
-            confidence=sem_avg.max(axis=2),
+            semantic=semantic,
+            confidence=confidence,
             boundary=bnd_avg >= threshold,
             boundary_probs=bnd_avg,
             n_forwards=self.n_forwards,
             semantic_probs=np.ascontiguousarray(sem_avg.transpose(2, 0, 1)) if keep_probs else None,
         )
+
+
+#: Rows per band of :func:`_argmax_max`: its int64 temporary is one band, not the image.
+_BAND_ROWS = 256
+
+
+def _argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, K) -> ((H, W) uint8 argmax over K, (H, W) max over K), a band of rows at a
+    time (numpy's argmax makes an int64 map: 8 bytes per pixel for the whole image)."""
+    height = probs.shape[0]
+    semantic = np.empty(probs.shape[:2], dtype=np.uint8)
+    confidence = np.empty(probs.shape[:2], dtype=probs.dtype)
+    for r in range(0, height, _BAND_ROWS):
+        band = probs[r : r + _BAND_ROWS]
+        semantic[r : r + _BAND_ROWS] = band.argmax(axis=2)
+        band.max(axis=2, out=confidence[r : r + _BAND_ROWS])
+    return semantic, confidence
+
+
+def _shrinks(arr: np.ndarray, view: np.ndarray) -> bool:
+    """Whether resizing ``arr`` onto ``view`` shrinks both sides (area averaging) or not."""
+    return view.shape[0] <= arr.shape[0] and view.shape[1] <= arr.shape[1]
+
+
+def _resize_into(view: np.ndarray, arr: np.ndarray, interpolation: int) -> None:
+    """``view[...] = cv2.resize(arr, view's size)``: straight into ``view`` when it is one
+    contiguous block (a one-tile scale: the whole image), else through a tile-sized copy."""
+    h, w = view.shape[:2]
+    src = np.ascontiguousarray(arr)
+    if arr.shape[:2] == (h, w):
+        view[...] = src.reshape(view.shape)
+        return
+    if view.flags.c_contiguous:
+        out = cv2.resize(src, (w, h), dst=view, interpolation=interpolation)
+        if np.shares_memory(out, view):
+            return
+    else:
+        out = cv2.resize(src, (w, h), interpolation=interpolation)
+    view[...] = out.reshape(view.shape)
+
+
+def _scale_fresh(view: np.ndarray, weight: int) -> None:
+    """A freshly written ``view`` -> what ``0 + weight * view`` gives, bit for bit (a weight
+    of 1 included: adding to zero turns -0.0 into +0.0)."""
+    if weight != 1:
+        np.multiply(view, np.float32(weight), out=view)
+    np.add(view, np.float32(0.0), out=view)
 
 
 def _accumulate(view: np.ndarray, values: np.ndarray, weight: int) -> None:
@@ -319,24 +396,36 @@ def _interleave(planes: np.ndarray) -> np.ndarray:
     return cv2.merge([np.ascontiguousarray(p) for p in planes])
 
 
-def _accumulate_planes(view: np.ndarray, planes: np.ndarray, weight: int) -> None:
+def _accumulate_planes(
+    view: np.ndarray, planes: np.ndarray, weight: int, *, fresh: bool = False
+) -> None:
     """``view`` (H, W, K) += ``weight`` x the (K, h, w) ``planes`` resized to (H, W).
 
     Bit for bit :func:`_accumulate` of :func:`_resize` of the interleaved planes: when
     shrinking more than 4 channels, each group of 4 is interleaved straight from the planes
     (the very input ``_resize`` would cut out of the whole interleaved array), resized and
     added to its channels of ``view``, without assembling the (H, W, K) array first.
+    ``fresh``: ``view`` holds no sum yet; it is written, the same bits as added to zeros.
     """
     k, h, w = planes.shape
     out_h, out_w = view.shape[:2]
     if k <= 4 or (h, w) == (out_h, out_w) or not (out_h <= h and out_w <= w):
+        if fresh:  # what _resize picks here: area to shrink (then k <= 4), else bilinear
+            interpolation = cv2.INTER_AREA if _shrinks(planes[0], view) else cv2.INTER_LINEAR
+            _resize_into(view, _interleave(planes), interpolation)
+            _scale_fresh(view, weight)
+            return
         hwk = _resize(_interleave(planes), (out_h, out_w))
         _accumulate(view, hwk.reshape(out_h, out_w, k), weight)
         return
     for c in range(0, k, 4):
         group = _interleave(planes[c : c + 4])  # (h, w, <=4)
         part = cv2.resize(group, (out_w, out_h), interpolation=cv2.INTER_AREA)
-        _accumulate(view[..., c : c + 4], part.reshape(out_h, out_w, -1), weight)
+        if fresh:
+            view[..., c : c + 4] = part.reshape(out_h, out_w, -1)
+            _scale_fresh(view[..., c : c + 4], weight)
+        else:
+            _accumulate(view[..., c : c + 4], part.reshape(out_h, out_w, -1), weight)
 
 
 def _check_output(name: str, arr: np.ndarray | None, shape: tuple[int | None, ...]) -> np.ndarray:
