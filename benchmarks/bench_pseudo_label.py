@@ -43,7 +43,7 @@ from spino_core.inference import count_forwards, multiscale_predict
 from spino_core.inference.predictor import TorchPredictor
 from spino_core.models.backbone import create_backbone, snap_to_patch
 from spino_core.models.heads import LabelHeads
-from spino_core.pseudo import finalize, label_shard, plan_shards
+from spino_core.pseudo.generate import finalize, label_shard, plan_shards
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -56,7 +56,7 @@ from spino_core.models.backbone import create_backbone, snap_to_patch  # noqa: E
 from spino_core.models.heads import LabelHeads, pixel_centres  # noqa: E402
 from spino_core.models.losses import bootstrapped_cross_entropy, boundary_bce  # noqa: E402
 from spino_core.models.student import create_student  # noqa: E402
-from spino_core.pseudo import label_shard  # noqa: E402
+from spino_core.pseudo.generate import label_shard  # noqa: E402
 from spino_core.student.losses import student_loss  # noqa: E402
 
 # Dense (no sparsity) peaks in TFLOP/s from the vendors' data sheets: (bf16 tensor, fp32).

@@ -61,8 +61,7 @@ from spino_core.devices import resolve_device
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import DinoBackbone, create_backbone
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.stages import pseudo_label as pseudo_stage
 from spino_core.stages.evaluate import dataset_images
 from spino_core.stages.split import make_split as split_stage

@@ -49,8 +49,7 @@ from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.models.backbone import create_backbone
 from spino_core.models.student import create_student
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.student.data import open_pseudo_set
 
 PD = {"instance_loss": "normalised", "center_weight": 200.0, "offset_weight": 0.01}

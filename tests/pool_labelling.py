@@ -10,7 +10,7 @@ import numpy as np
 
 from spino_core.config import PseudoLabelConfig
 from spino_core.data.datasets import Dataset
-from spino_core.pseudo import label_shard
+from spino_core.pseudo.generate import label_shard
 from spino_core.pseudo.manifest import ManifestRow
 
 K = 19

@@ -31,8 +31,8 @@ from spino_core.label_generator.train_heads import train_heads
 from spino_core.metrics.evaluate_files import evaluate_panoptic_files
 from spino_core.models.backbone import create_backbone
 from spino_core.models.heads_io import save_heads
-from spino_core.pseudo.generate import PANOPTIC_JSON, finalize, label_shard
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
+from spino_core.pseudo.generate import finalize, label_shard
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.predict import predict_folder
 from spino_core.student.train import train_student

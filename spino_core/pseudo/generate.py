@@ -53,7 +53,7 @@ from spino_core.inference.multiscale import (
     multiscale_predict,
     multiscale_predict_many,
 )
-from spino_core.pseudo.guard import MANIFEST, PANOPTIC_JSON, claim_output_dir
+from spino_core.pseudo.guard import claim_output_dir
 from spino_core.pseudo.image_io import LabelInput, read_input, write_output
 from spino_core.pseudo.manifest import (
     MANIFEST_SCHEMA,
@@ -63,9 +63,7 @@ from spino_core.pseudo.manifest import (
 )
 
 __all__ = [
-    "MANIFEST",
     "MANIFEST_SCHEMA",
-    "PANOPTIC_JSON",
     "ManifestRow",
     "PseudoLabelSummary",
     "finalize",

@@ -26,13 +26,7 @@ from spino_core.errors import SpinoError
 from spino_core.locks import locked_folder
 from spino_core.models.backbone import backbone_fingerprint
 from spino_core.ownership import OWNED_ENTRIES, check_owned
-
-FORMAT = "spino-pseudo/1"
-CONFIG_FILE = "config.json"
-PANOPTIC_DIR = "panoptic"
-SEGMENTS_DIR = "segments"
-PANOPTIC_JSON = "panoptic.json"
-MANIFEST = "manifest.parquet"  # written last: its presence marks a finished run
+from spino_core.pseudo.files import CONFIG_FILE, FORMAT, MANIFEST, PANOPTIC_DIR, SEGMENTS_DIR
 
 
 def heads_checksum(heads_dir: str | os.PathLike[str]) -> str:

@@ -33,7 +33,7 @@ from spino_core.data.coco_panoptic import write_panoptic_png
 from spino_core.data.datasets import Dataset
 from spino_core.errors import SpinoError
 from spino_core.input_files import open_regular
-from spino_core.pseudo.guard import FORMAT
+from spino_core.pseudo.files import FORMAT
 from spino_core.pseudo.manifest import (
     ManifestRow,
     failed_row,

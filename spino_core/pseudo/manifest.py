@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from spino_core.atomic import atomic_path
 from spino_core.data.coco_panoptic import write_panoptic_json
 from spino_core.errors import DataError, SpinoError
-from spino_core.pseudo.guard import FORMAT, MANIFEST, PANOPTIC_DIR, PANOPTIC_JSON, SEGMENTS_DIR
+from spino_core.pseudo.files import FORMAT, MANIFEST, PANOPTIC_DIR, PANOPTIC_JSON, SEGMENTS_DIR
 
 
 @dataclass(frozen=True)

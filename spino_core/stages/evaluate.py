@@ -27,8 +27,7 @@ from spino_core.locks import locked_folder
 from spino_core.models.student import StudentModel
 from spino_core.models.student_io import load_student
 from spino_core.ownership import check_stage_output
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.report.panels import ComparisonSet, spread_picks
 from spino_core.stages.outputs import write_panoptic_metrics, write_unscored_metrics
 from spino_core.stages.report import provenance, report_against_ground_truth

@@ -13,8 +13,7 @@ from typing import Any
 from spino_core.config import SpinoConfig
 from spino_core.data.coco_panoptic import read_panoptic_json
 from spino_core.data.datasets import open_split
-from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import MANIFEST, PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.report.quality import manifest_rows
 from spino_core.review.gallery import GALLERY_DIR, write_gallery
 

@@ -23,8 +23,7 @@ from spino_core.data.convert import convert_dataset_to_coco, sample_to_panoptic
 from spino_core.data.datasets import Dataset, class_table_for, open_split
 from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.ownership import check_stage_output
-from spino_core.pseudo.generate import MANIFEST, PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import MANIFEST, PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.report import build_quality_report
 from spino_core.report.panels import ComparisonSet
 from spino_core.report.pool import LabelStats, label_stats

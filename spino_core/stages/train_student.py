@@ -11,8 +11,7 @@ from spino_core.config import SpinoConfig
 from spino_core.data.datasets import open_split
 from spino_core.data.split import LABELLED_FILE, read_stem_list
 from spino_core.ownership import check_stage_output
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.reproducible import without_timings
 from spino_core.review.exclude import apply_exclusion
 from spino_core.stages.outputs import write_history_csv

@@ -95,3 +95,13 @@ def test_no_dep_is_an_empty_file() -> None:
         }
     )
     assert not empty, f"empty files listed as dvc.yaml deps (DVC warns on each): {empty}"
+
+
+@pytest.mark.parametrize("stage", ["train_student", "evaluate"])
+def test_readers_of_the_pseudo_folder_do_not_depend_on_how_it_is_made(stage: str) -> None:
+    """train-student and evaluate read the pseudo-label folder's files by name: editing the
+    fusion or the shard threading must not rerun them (the names live in pseudo/files.py)."""
+    closure = import_closure(f"flows.{stage}")
+    assert Path("spino_core/pseudo/files.py") in closure
+    made_by = {"spino_core/pseudo/generate.py", "spino_core/fusion/panoptic_fusion.py"}
+    assert not {str(p) for p in closure} & made_by

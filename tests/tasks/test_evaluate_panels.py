@@ -22,8 +22,7 @@ from spino_core.config import BackboneConfig, StudentConfig, config_from_dict
 from spino_core.data.convert import convert_dataset_to_coco
 from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.report.overlays import SEPARATOR
 from spino_core.student.data import open_pseudo_set
 from spino_core.student.train import train_student

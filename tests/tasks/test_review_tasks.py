@@ -11,8 +11,7 @@ import yaml
 from spino_core.config import load_config
 from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
-from spino_core.pseudo.generate import PANOPTIC_JSON
-from spino_core.pseudo.guard import PANOPTIC_DIR
+from spino_core.pseudo.files import PANOPTIC_DIR, PANOPTIC_JSON
 from spino_core.review.exclude import apply_exclusion
 from spino_core.student.data import open_pseudo_set
 from tasks.pseudo_label import finalize_pseudo_labels, label_one_shard, plan_pseudo_labels

@@ -20,8 +20,8 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import MultiscaleResult
-from spino_core.pseudo import claim_for_heads, finalize, label_shard
-from spino_core.pseudo.generate import fuse_to_coco
+from spino_core.pseudo.generate import finalize, fuse_to_coco, label_shard
+from spino_core.pseudo.guard import claim_for_heads
 
 CFG = PseudoLabelConfig(
     semantic_scales=[1], boundary_scales=[1], min_blob_px=4, min_instance_px=2,

@@ -19,15 +19,8 @@ from spino_core.data.datasets import open_dataset
 from spino_core.data.panoptic_ids import panoptic_to_coco
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import SpinoError
-from spino_core.pseudo import (
-    claim_output_dir,
-    finalize,
-    heads_checksum,
-    label_fingerprint,
-    label_shard,
-    plan_shards,
-)
-from spino_core.pseudo.generate import MANIFEST_SCHEMA
+from spino_core.pseudo.generate import MANIFEST_SCHEMA, finalize, label_shard, plan_shards
+from spino_core.pseudo.guard import claim_output_dir, heads_checksum, label_fingerprint
 
 K = 19
 INPUT_HW = (32, 64)
