@@ -38,10 +38,37 @@ from spino_core.errors import SpinoError
 
 
 _STAGE_HELP = {
+    "synth": "run the synth stage: write the built-in synthetic dataset to paths.raw",
     "split": "run the split stage: the k images with labels (split.strategy: random, stems, "
     "indices, diverse = spread in the backbone's feature space, no labels needed; coverage = "
     "an oracle for benchmarks: it reads every training image's labels)",
+    "train-heads": "run the train_heads stage: the label generator (semantic + boundary "
+    "heads on the frozen backbone) on the k labelled images",
+    "pseudo-label": "run the pseudo_label stage: panoptic pseudo-labels of the unlabelled pool",
+    "report": "run the report stage: the pseudo-labels' quality report (paths.pseudo_report)",
+    "train-student": "run the train_student stage: the student on pseudo-labels + the k labels",
+    "evaluate": "run the evaluate stage: score the student on the val split and register it "
+    "in MLflow",
 }
+_PARAMS_HELP = "params file (default: %(default)s)"
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version (pyproject.toml's, via its metadata),
+    looked up only when asked, so every other command's start-up does not pay for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("spino")
+        except PackageNotFoundError:  # a source tree that was never installed
+            text = "unknown (not installed: pip install -e .)"
+        print(f"{parser.prog} {text}")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 def _prefect_env() -> None:
@@ -54,11 +81,16 @@ def _prefect_env() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spino", description="SPINO few-shot panoptic pipeline")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        """A subcommand whose one-line summary is also its ``--help`` description."""
+        return sub.add_parser(name, help=help_text, description=help_text)
+
     def add_stage(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        p = command(name, help_text)
+        p.add_argument("--params", default="params.yaml", help=_PARAMS_HELP)
         p.add_argument(
             "-S",
             "--set",
@@ -80,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun every stage (default: skip stages whose inputs and outputs are unchanged)",
     )
 
-    sv = sub.add_parser("serve", help="serve the pipeline on a cron schedule (Prefect)")
-    sv.add_argument("--params", default="params.yaml")
+    sv = command("serve", "serve the pipeline on a cron schedule (Prefect)")
+    sv.add_argument("--params", default="params.yaml", help=_PARAMS_HELP)
     sv.add_argument("--cron", default="0 2 * * *", help="schedule (default: %(default)s)")
     sv.add_argument(
         "--name",
@@ -90,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "to `prefect deploy`)",
     )
 
-    wp = sub.add_parser(
+    wp = command(
         "with-prefect",
-        help="run a command (dvc repro) with one temporary Prefect API for all its stages",
+        "run a command (dvc repro) with one temporary Prefect API for all its stages",
     )
     wp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, e.g. dvc repro")
 
-    pr = sub.add_parser("predict", help="panoptic inference with a trained student")
+    pr = command("predict", "panoptic inference with a trained student")
     pr.add_argument(
         "--model",
         required=True,
@@ -104,8 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--images", required=True, help="folder of images (searched recursively)")
     pr.add_argument("--out", required=True, help="output folder (COCO panoptic)")
-    pr.add_argument("--device", default="auto")
-    pr.add_argument("--params", default="params.yaml", help="for the MLflow tracking URI")
+    pr.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
+    pr.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file, read for mlflow.tracking_uri with a models:/ URI (default: %(default)s)",
+    )
 
     sg = add_stage(
         "suggest-labels",
@@ -124,12 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for to_annotate.txt, contact_sheet.png, summary.json (default: %(default)s)",
     )
 
-    ev = sub.add_parser("evaluate-panoptic", help="PQ/SQ/RQ of any COCO-panoptic pair")
-    ev.add_argument("--gt-json", required=True)
-    ev.add_argument("--gt-dir", required=True)
-    ev.add_argument("--pred-json", required=True)
-    ev.add_argument("--pred-dir", required=True)
-    ev.add_argument("--out", help="write the metrics JSON here")
+    ev = command("evaluate-panoptic", "PQ/SQ/RQ of any COCO-panoptic pair")
+    ev.add_argument("--gt-json", required=True, help="ground truth: COCO panoptic JSON")
+    ev.add_argument("--gt-dir", required=True, help="ground truth: folder of its PNGs")
+    ev.add_argument("--pred-json", required=True, help="prediction: COCO panoptic JSON")
+    ev.add_argument("--pred-dir", required=True, help="prediction: folder of its PNGs")
+    ev.add_argument("--out", help="also write the metrics JSON here (default: table only)")
     ev.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     return parser
 

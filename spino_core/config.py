@@ -6,6 +6,10 @@ values fail here, at load, with the dotted key named, instead of an hour into a 
 The sections themselves (one frozen dataclass per stage, with its own value rules) are
 defined in :mod:`spino_core.config_sections` and imported from here.
 ``-S key=value`` overrides use the same dotted keys and YAML syntax for the value.
+A params file holds every key, or starts with ``defaults:`` naming what fills the rest
+(``paper``: the dataclasses' values; or another params file): a key left out is never
+silently the paper's value (``load_config``). ``config_from_dict`` (code, tests) builds on
+the dataclasses' values.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from spino_core.input_files import read_regular
 from spino_core.yaml_text import parse_yaml
 
 __all__ = [
+    "DEFAULTS_KEY",
     "DINOV2_MODELS",
     "LOCATION_SECTIONS",
+    "PAPER_DEFAULTS",
     "BackboneConfig",
     "CameraMaskConfig",
     "ClassSpec",
@@ -327,15 +333,97 @@ def config_from_dict(
 def load_config(
     path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()
 ) -> SpinoConfig:
-    """Read ``params.yaml`` (+ ``-S`` overrides) into a validated :class:`SpinoConfig`."""
+    """Read ``params.yaml`` (+ ``-S`` overrides) into a validated :class:`SpinoConfig`.
+
+    The file holds every key, or says what fills the keys it leaves out (``DEFAULTS_KEY``):
+    a missing key is never silently the dataclasses' value.
+    """
     path = Path(path)
+    raw, complete_in = _with_defaults(_read_params(path), path, frozenset())
+    cfg = config_from_dict(raw, overrides)  # a wrong value first: it names what was written
+    if complete_in is not None:
+        _require_every_key(raw, path, complete_in)
+    return _resolve_locations(cfg, path.resolve().parent)
+
+
+#: Top-level key of a params file naming what fills the keys it leaves out: ``paper`` (the
+#: paper's values, which the dataclasses above hold) or another params file (relative =
+#: beside this one; e.g. ``defaults: params.yaml`` = the demo's values), merged key by key.
+#: Without it every key must be present. Not a setting: the loaded config is complete.
+DEFAULTS_KEY = "defaults"
+PAPER_DEFAULTS = "paper"
+_MISSING_SHOWN = 4  # missing keys named in the error; the rest are counted
+
+
+def _read_params(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{path}: params file not found; pass --params PATH")
     raw = parse_yaml(read_regular(path, "params file", limit=_MAX_PARAMS_BYTES), str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    cfg = config_from_dict(raw, overrides)
-    return _resolve_locations(cfg, path.resolve().parent)
+    return raw
+
+
+def _with_defaults(
+    raw: dict[str, Any], path: Path, seen: frozenset[Path]
+) -> tuple[dict[str, Any], Path | None]:
+    """``raw`` merged over its ``defaults:`` chain, and the file at the chain's end that must
+    then hold every key (None: the chain ends at ``paper``, the dataclasses fill the gaps)."""
+    raw = dict(raw)
+    base = raw.pop(DEFAULTS_KEY, None)
+    if base is None:
+        return raw, path
+    if base == PAPER_DEFAULTS:
+        return raw, None
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(
+            f"{path}: {DEFAULTS_KEY}: expected 'paper' or a params file path, got {_show(base)}"
+        )
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    here = path.resolve()
+    if base_path.resolve() in seen | {here}:
+        raise ConfigError(f"{path}: {DEFAULTS_KEY}: {base} leads back to this file (a cycle)")
+    below, complete_in = _with_defaults(_read_params(base_path), base_path, seen | {here})
+    return _merged(below, raw), complete_in
+
+
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` over ``base``, key by key inside sections (a list or value replaces whole)."""
+    out = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _missing_keys(cls: type, raw: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of ``cls`` (nested sections included) that ``raw`` does not hold."""
+    missing = []
+    for f in dataclasses.fields(cls):
+        if f.name in _INTERNAL_KEYS:
+            continue
+        key = f"{prefix}{f.name}"
+        hint = typing.get_type_hints(cls)[f.name]
+        if f.name not in raw:
+            missing.append(f"{key} (section)" if dataclasses.is_dataclass(hint) else key)
+        elif dataclasses.is_dataclass(hint) and isinstance(raw[f.name], dict):
+            missing += _missing_keys(hint, raw[f.name], f"{key}.")
+    return missing
+
+
+def _require_every_key(raw: dict[str, Any], path: Path, complete_in: Path) -> None:
+    missing = _missing_keys(SpinoConfig, raw)
+    if missing:
+        more = len(missing) - _MISSING_SHOWN
+        named = ", ".join(missing[:_MISSING_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        also = "" if complete_in == path else f" (nor in its {DEFAULTS_KEY} file {complete_in})"
+        raise ConfigError(
+            f"{path}: missing {named}{also}; write every key (params.yaml lists them) or start "
+            f"the file with `{DEFAULTS_KEY}: {PAPER_DEFAULTS}` (the paper's values fill the "
+            f"rest) or `{DEFAULTS_KEY}: params.yaml` (that file's)"
+        )
 
 
 def _resolve_locations(cfg: SpinoConfig, base: Path) -> SpinoConfig:

@@ -92,7 +92,7 @@ def test_registered_student_loads_as_pyfunc_and_champion_moves_only_up(tmp_path:
 
     cv2.imwrite(str(folder / "a.png"), images[0][..., ::-1])
     params = tmp_path / "params.yaml"
-    params.write_text(f"mlflow:\n  tracking_uri: {uri}\n")
+    params.write_text(f"defaults: paper\nmlflow:\n  tracking_uri: {uri}\n")
     out = tmp_path / "pred"
     rc = main(
         [

@@ -113,7 +113,9 @@ def test_relative_backbone_weights_resolve_against_params_folder(
 ) -> None:
     sub = tmp_path / "project"
     sub.mkdir()
-    (sub / "params.yaml").write_text(yaml.safe_dump({"backbone": {"weights": "w/dino.pth"}}))
+    (sub / "params.yaml").write_text(
+        yaml.safe_dump({"defaults": "paper", "backbone": {"weights": "w/dino.pth"}})
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

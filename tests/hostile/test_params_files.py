@@ -105,7 +105,9 @@ def test_a_long_value_in_a_type_error_is_shortened(tmp_path: Path) -> None:
 
 def test_small_aliases_still_work(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("heads:\n  semantic_hidden: &w [32, 32]\n  boundary_hidden: *w\n")
+    params.write_text(
+        "defaults: paper\nheads:\n  semantic_hidden: &w [32, 32]\n  boundary_hidden: *w\n"
+    )
     cfg = load_config(params)
     assert cfg.heads.boundary_hidden == cfg.heads.semantic_hidden == (32, 32)
 

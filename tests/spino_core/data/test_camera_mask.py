@@ -167,7 +167,7 @@ def test_bad_camera_mask_params_name_the_key(override: str, key: str) -> None:
 
 def test_png_source_is_resolved_beside_params_and_written_back_relative(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("data:\n  camera_mask:\n    source: masks/car.png\n")
+    params.write_text("defaults: paper\ndata:\n  camera_mask:\n    source: masks/car.png\n")
     cfg = load_config(params)
     assert cfg.data.camera_mask.source == str(tmp_path / "masks" / "car.png")
     assert cfg.to_dict()["data"]["camera_mask"]["source"] == "masks/car.png"
