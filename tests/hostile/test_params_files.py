@@ -161,17 +161,19 @@ def test_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path: Path, text
     needs ``1.0e-3``): ``-S student.lr=1e-3`` or that line in params.yaml was refused as
     "expected a number, got '1e-3'", while ``dvc exp run -S`` wrote it that way."""
     params = tmp_path / "params.yaml"
-    params.write_text(f"student:\n  lr: {text}\n")
+    params.write_text(f"defaults: paper\nstudent:\n  lr: {text}\n")
     assert load_config(params).student.lr == float(text)
     assert dict(parse_overrides([f"student.lr={text}"]))["student.lr"] == float(text)
     other = tmp_path / "other.yaml"
-    other.write_text("split:\n  stems: [1e3, e5, 1_000]\n")  # a stem list stays strings
+    other.write_text(
+        "defaults: paper\nsplit:\n  stems: [1e3, e5, 1_000]\n"
+    )  # a stem list stays strings
     with pytest.raises(ConfigError):
         load_config(other)  # 1e3 is now a number: not a stem name
 
 
 def test_integers_and_words_are_unchanged(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("split:\n  k: 3\n  seed: 10\n  stems: [e5, 1e, 12abc]\n")
+    params.write_text("defaults: paper\nsplit:\n  k: 3\n  seed: 10\n  stems: [e5, 1e, 12abc]\n")
     cfg = load_config(params)
     assert (cfg.split.k, cfg.split.seed, cfg.split.stems) == (3, 10, ("e5", "1e", "12abc"))
