@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +79,33 @@ def panoptic_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def per_class_rows(
     metrics: Mapping[str, Any], classes: ClassTable = CITYSCAPES
 ) -> list[dict[str, Any]]:
-    """One row per category of ``metrics["per_class"]`` (keys: category ids of ``classes``)."""
+    """One row per category of ``metrics["per_class"]`` (keys: category ids of ``classes``),
+    in the class table's order (the plots' axis order).
+
+    A class with no ground truth and no prediction (tp + fp + fn = 0) has empty PQ/SQ/RQ
+    cells: not evaluated, where ``metrics`` says 0 (the plots label it "absent").
+    """
+    position = {c.id: i for i, c in enumerate(classes.classes)}
     rows = []
-    for cid, values in sorted(metrics.get("per_class", {}).items(), key=lambda kv: int(kv[0])):
+    for cid, values in sorted(
+        metrics.get("per_class", {}).items(), key=lambda kv: _at(kv, position)
+    ):
         cls = classes.by_id(int(cid))
+        absent = all(k in values for k in ("tp", "fp", "fn")) and not (
+            values["tp"] or values["fp"] or values["fn"]
+        )
         rows.append(
             {"class": cls.name, "category_id": int(cid), "isthing": int(cls.is_thing)}
-            | {k: values.get(k) for k in ("pq", "sq", "rq", "iou")}
+            | {k: None if absent else values.get(k) for k in ("pq", "sq", "rq")}
+            | {"iou": values.get("iou")}
         )
     return rows
+
+
+def _at(item: tuple[Any, Any], position: Mapping[int, int]) -> tuple[int, int]:
+    """Sort key of a ``per_class`` item: its class-table position (then its id)."""
+    cid = int(item[0])
+    return position.get(cid, len(position)), cid
 
 
 def per_image_rows(report_per_image_csv: Path) -> list[dict[str, Any]]:
@@ -142,11 +160,19 @@ def write_unscored_metrics(
     return paths
 
 
-def write_heads_metrics(metrics_dir: str | Path, metrics: Mapping[str, Any]) -> dict[str, Path]:
-    """``heads.json`` (numbers only) and ``heads_per_class.csv`` (val IoU per class)."""
+def write_heads_metrics(
+    metrics_dir: str | Path, metrics: Mapping[str, Any], classes: Sequence[str] = ()
+) -> dict[str, Path]:
+    """``heads.json`` (numbers only) and ``heads_per_class.csv`` (val IoU per class).
+
+    ``classes``: the class table's names, in its order: one row each, the IoU empty for a
+    class ``val_iou`` leaves out (neither in the val ground truth nor predicted: its IoU
+    is undefined), so the plot shows every class. Empty: the classes of ``val_iou``.
+    """
     d = Path(metrics_dir)
     paths = {"summary": d / "heads.json", "per_class": d / "heads_per_class.csv"}
     write_json_atomic(paths["summary"], {k: v for k, v in metrics.items() if _is_number(v)})
-    rows = [{"class": k, "iou": v} for k, v in metrics.get("val_iou", {}).items()]
+    val_iou = metrics.get("val_iou", {})
+    rows = [{"class": name, "iou": val_iou.get(name)} for name in (classes or val_iou)]
     write_text_atomic(paths["per_class"], csv_text(("class", "iou"), rows, _fmt))
     return paths

@@ -63,7 +63,7 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
     write_bytes_atomic(heads_dir / "boundary_curve.png", boundary_curve_png(result.boundary_curve))
     best, f1 = (result.metrics[f"labelled_boundary_best_{k}"] for k in ("threshold", "f1"))
     write_json_atomic(heads_dir / CALIBRATION_FILE, calibration_record(best, f1))
-    write_heads_metrics(metrics_dir, without_timings(result.metrics))
+    write_heads_metrics(metrics_dir, without_timings(result.metrics), train.classes.names)
     write_history_csv(metrics_dir / "heads_history.csv", result.history)
     return {
         "metrics": result.metrics,
