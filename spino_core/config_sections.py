@@ -245,6 +245,9 @@ class PseudoLabelConfig:
     n_shards: int = field(default=4, metadata=RUN_ONLY)
     # the stage fails if more images than this fail
     max_failed_fraction: float = field(default=0.05, metadata=RUN_ONLY)
+    # Larger images (pixels, from the header) are a failed row: labelling takes ~4 x classes
+    # + 14 bytes per pixel (90 for 19 classes; 2^25 px, 16 Cityscapes frames: ~2.8 GiB).
+    max_image_pixels: int = field(default=1 << 25, metadata=RUN_ONLY)
     device: str = field(default="auto", metadata=RUN_ONLY)
     # Throughput only (labels unchanged on CPU): images whose tiles share forward batches,
     # decoding/fusion/PNG writing overlapped with the forwards, writer threads, bf16 autocast
@@ -280,7 +283,13 @@ class PseudoLabelConfig:
             param_error(
                 "pseudo_label.min_size_reference", f"must be [height, width] >= 1, got {list(ref)}"
             )
-        for key in ("tile_batch_size", "n_shards", "batch_images", "writer_threads"):
+        for key in (
+            "tile_batch_size",
+            "n_shards",
+            "batch_images",
+            "writer_threads",
+            "max_image_pixels",
+        ):
             if getattr(self, key) < 1:
                 param_error(f"pseudo_label.{key}", f"must be >= 1, got {getattr(self, key)}")
         fraction = self.max_failed_fraction

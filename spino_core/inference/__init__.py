@@ -11,6 +11,7 @@ from spino_core.inference.multiscale import (
     count_forwards,
     multiscale_predict,
     multiscale_predict_many,
+    peak_bytes_per_pixel,
     tile_grid,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "count_forwards",
     "multiscale_predict",
     "multiscale_predict_many",
+    "peak_bytes_per_pixel",
     "tile_grid",
 ]

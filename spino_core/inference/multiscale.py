@@ -72,6 +72,16 @@ def tile_grid(height: int, width: int, scale: int) -> list[tuple[int, int, int, 
     ]
 
 
+def peak_bytes_per_pixel(num_classes: int) -> int:
+    """Host memory of predicting and fusing one image, per pixel, for ``num_classes``.
+
+    The (H, W, K) float32 class sums (4K) and boundary sums (4), the RGB image (3) and the
+    per-pixel outputs (about 7 more at their peak): 90 for 19 classes, as measured by
+    ``benchmarks/bench_memory.py`` (scales [1] / [1]; a scale of 2 adds a quarter of 4K).
+    """
+    return 4 * num_classes + 14
+
+
 def count_forwards(
     semantic_scales: Sequence[int], boundary_scales: Sequence[int], *, share: bool = True
 ) -> int:

@@ -46,15 +46,17 @@ from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.data.coco_panoptic import segments_info_from_ids
 from spino_core.data.datasets import Dataset
 from spino_core.data.panoptic_ids import COCO_VOID, panoptic_to_coco
+from spino_core.errors import SpinoError
 from spino_core.fusion import fuse_panoptic, fusion_options
 from spino_core.inference.multiscale import (
     MultiscaleResult,
     PredictFn,
     multiscale_predict,
     multiscale_predict_many,
+    peak_bytes_per_pixel,
 )
 from spino_core.pseudo.guard import claim_output_dir
-from spino_core.pseudo.image_io import LabelInput, read_input, write_output
+from spino_core.pseudo.image_io import LabelInput, SizeLimit, read_input, write_output
 from spino_core.pseudo.manifest import (
     MANIFEST_SCHEMA,
     ManifestRow,
@@ -202,8 +204,10 @@ def label_shard(
     if fingerprint is not None:
         claim_output_dir(out, fingerprint)
 
+    limit = SizeLimit(cfg.max_image_pixels, peak_bytes_per_pixel(dataset.classes.num_classes))
+
     def read(stem: str) -> LabelInput:
-        return read_input(out, stem, shard_id, dataset)
+        return read_input(out, stem, shard_id, dataset, limit)
 
     inputs = _ahead(read, stems, 2 * cfg.batch_images) if cfg.overlap else map(read, stems)
     writer = ThreadPoolExecutor(cfg.writer_threads, "spino-write") if cfg.overlap else None
@@ -215,7 +219,11 @@ def label_shard(
     )
     try:
         for chunk in _chunks(inputs, cfg.batch_images):
-            results, share = _predict_chunk(chunk, predict, cfg, input_hw)
+            try:
+                results, share = _predict_chunk(chunk, predict, cfg, input_hw)
+            except MemoryError:
+                shapes = [(i.stem, i.image.shape) for i in chunk if i.image is not None]
+                raise OutOfMemory.labelling(shapes, cfg) from None
             for item in chunk:
                 if item.row is not None:
                     slots.append(item.row)
@@ -289,12 +297,32 @@ def _finish(
         raise RuntimeError("pseudo-labelling stopped by an earlier error")
     try:
         start = time.perf_counter()
-        ids, segments, stats = fuse_to_coco(ms, cfg, void_mask=void_mask, classes=classes)
+        try:
+            ids, segments, stats = fuse_to_coco(ms, cfg, void_mask=void_mask, classes=classes)
+        except MemoryError:
+            raise OutOfMemory.labelling([(item.stem, ms.semantic.shape)], cfg) from None
         stats["label_seconds"] = round(seconds_so_far + time.perf_counter() - start, 4)
         return write_output(out, item, shard_id, ids, segments, stats)
     except BaseException:
         stop.set()
         raise
+
+
+class OutOfMemory(SpinoError, MemoryError):
+    """Labelling ran out of host memory: one line naming the images and what to lower (a
+    SpinoError: the stage is not retried and prints no traceback; still a MemoryError)."""
+
+    @classmethod
+    def labelling(
+        cls, images: Iterable[tuple[str, tuple[int, ...]]], cfg: PseudoLabelConfig
+    ) -> OutOfMemory:
+        """The error for ``images``: (stem, (H, W, ...)) of those being labelled."""
+        named = ", ".join(f"{stem} ({shape[1]}x{shape[0]})" for stem, shape in images)
+        return cls(
+            f"pseudo-label: out of memory labelling {named}; lower "
+            f"pseudo_label.max_image_pixels (now {cfg.max_image_pixels}) or batch_images (now "
+            f"{cfg.batch_images}), or free memory, then rerun (finished images are kept)"
+        )
 
 
 T = TypeVar("T")

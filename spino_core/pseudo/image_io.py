@@ -31,6 +31,7 @@ import numpy as np
 from spino_core.atomic import write_json_atomic
 from spino_core.data.coco_panoptic import write_panoptic_png
 from spino_core.data.datasets import Dataset
+from spino_core.data.image_io import image_size
 from spino_core.errors import SpinoError
 from spino_core.input_files import open_regular
 from spino_core.pseudo.files import FORMAT
@@ -90,10 +91,48 @@ def _location_free(path: Path, dataset: Dataset) -> str:
         return str(path)
 
 
-def read_input(out: Path, stem: str, shard_id: int, dataset: Dataset) -> LabelInput:
+@dataclass(frozen=True)
+class SizeLimit:
+    """``pseudo_label.max_image_pixels`` and what labelling costs per pixel (for the message)."""
+
+    max_pixels: int
+    bytes_per_pixel: int
+
+    def check(self, image_path: str, width: int, height: int) -> None:
+        """SpinoError (a failed row) naming the image and the key when it has too many pixels."""
+        pixels = width * height
+        if pixels <= self.max_pixels:
+            return
+        gib = pixels * self.bytes_per_pixel / 2**30
+        raise SpinoError(
+            f"{image_path}: {width}x{height} image ({pixels} pixels) is over "
+            f"pseudo_label.max_image_pixels = {self.max_pixels} (labelling it takes about "
+            f"{gib:.1f} GiB); downscale the image or raise the limit"
+        )
+
+
+_HEADER_BYTES = 1 << 16  # PNG's size is in its first 24 bytes, JPEG's in its frame header
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the first 64 KiB of an image file, or None when not found there
+    (then the size is checked once decoded)."""
+    with open_regular(path, "image") as (f, size):
+        head = f.read(min(size, _HEADER_BYTES))
+    try:
+        return image_size(head)
+    except Exception:  # a header the decoder will judge (it refuses what Pillow refuses)
+        return None
+
+
+def read_input(
+    out: Path, stem: str, shard_id: int, dataset: Dataset, limit: SizeLimit | None = None
+) -> LabelInput:
     """Resume ``stem`` if its labels are current, else decode its image (bad input: failed row).
 
     The hash is taken before decoding, so a file changed after it is seen by the next run.
+    ``limit``: an image with more pixels is a failed row, known from its header when it can
+    be (no pixel decoded), else once decoded. Labels already made for it are resumed.
     """
     start = time.perf_counter()
     image_path = ""
@@ -107,7 +146,12 @@ def read_input(out: Path, stem: str, shard_id: int, dataset: Dataset) -> LabelIn
         row = resume_row(out, stem, shard_id, digest)
         if row is not None:
             return LabelInput(stem, image_path, digest, None, row, time.perf_counter() - start)
+        size = header_size(path) if limit is not None else None
+        if limit is not None and size is not None:
+            limit.check(image_path, *size)
         image = dataset.load_image(stem)
+        if limit is not None:
+            limit.check(image_path, image.shape[1], image.shape[0])
     except INPUT_ERRORS as exc:
         output_paths(out, stem)[1].unlink(missing_ok=True)  # a stale marker must not resurrect
         error = str(exc) if isinstance(exc, SpinoError) else f"{type(exc).__name__}: {exc}"
