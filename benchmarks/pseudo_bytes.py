@@ -26,7 +26,8 @@ from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.inference.predictor import TorchPredictor
 from spino_core.models.backbone import create_backbone
 from spino_core.models.heads import LabelHeads
-from spino_core.pseudo import finalize, label_shard
+from spino_core.pseudo.generate import label_shard
+from spino_core.pseudo.manifest import finalize
 
 SETTINGS = {
     "tiny": {"semantic_scales": [1], "boundary_scales": [1]},

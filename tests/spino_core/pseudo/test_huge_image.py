@@ -18,7 +18,8 @@ from spino_core.config import PseudoLabelConfig
 from spino_core.data.datasets import open_dataset
 from spino_core.data.synth import generate_synthetic_dataset
 from spino_core.errors import ConfigError, SpinoError
-from spino_core.pseudo import finalize, label_shard
+from spino_core.pseudo.generate import label_shard
+from spino_core.pseudo.manifest import finalize
 
 K = 19
 INPUT_HW = (32, 64)
