@@ -64,9 +64,20 @@ def test_registered_student_loads_as_pyfunc_and_champion_moves_only_up(tmp_path:
     uri = _tracking(tmp_path)
     outcomes = [_register(d, pq) for d, pq in zip(students, (0.30, 0.20, 0.40), strict=True)]
     assert [o["promoted"] for o in outcomes] == [True, False, True]
-    assert [o["champion_version"] for o in outcomes] == [1, 1, 3]
+    # a worse student is logged to its run, not registered: the versions are champions
+    assert [o["version"] for o in outcomes] == [1, None, 2]
+    assert [o["champion_version"] for o in outcomes] == [1, 1, 2]
+    assert outcomes[1]["model_uri"].startswith("models:/m-")  # its logged model
     client = mlflow.MlflowClient()
-    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 2
+    worse = mlflow.pyfunc.load_model(outcomes[1]["model_uri"])  # still there, by its run
+    assert worse.metadata.metadata["weights_sha256"] == outcomes[1]["weights_sha256"]
+
+    # described: what the model is, and each version's PQ, backbone and lineage
+    assert "champion" in client.get_registered_model(MODEL_NAME).description
+    described = client.get_model_version(MODEL_NAME, "2").description
+    assert "PQ 40.00 %" in described and "vit_small_patch14_dinov2.lvd142m" in described
+    assert "weights random" in described and outcomes[2]["weights_sha256"] in described
 
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{ALIAS}")
     sig = model.metadata.signature
@@ -141,16 +152,16 @@ def test_a_tie_an_identical_model_and_a_registry_error_never_promote(
     assert first["promoted"] and first["version"] == 1
     assert client.get_model_version(MODEL_NAME, "1").tags[PSEUDO_RUN_TAG] == "abc123"
 
-    tie = _register(b, pq)
-    assert not tie["promoted"] and tie["version"] == 2 and tie["champion_version"] == 1
+    tie = _register(b, pq)  # not better: not registered
+    assert not tie["promoted"] and tie["version"] is None and tie["champion_version"] == 1
     # higher only in the 7th decimal: a 6-decimal tag would call it a tie, full precision not
     slightly = _register(c, pq + 4e-8)
-    assert slightly["promoted"] and slightly["champion_version"] == 3
+    assert slightly["promoted"] and slightly["version"] == 2 and slightly["champion_version"] == 2
 
     again = _register(a, pq)  # same weights as version 1 (a rerun): not registered again
     assert again["registered"] is False and again["version"] == 1 and not again["promoted"]
-    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 3
-    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 2
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 2
 
     # the champion's run cannot be read: an error, and the alias stays where it was
     d = _students(tmp_path / "more", 4)[3]
@@ -159,7 +170,8 @@ def test_a_tie_an_identical_model_and_a_registry_error_never_promote(
         raise mlflow.exceptions.MlflowException("database is locked")
 
     real_get_run = mlflow.MlflowClient.get_run
-    champion_run = client.get_model_version(MODEL_NAME, "3").run_id
+    champion_run = client.get_model_version(MODEL_NAME, "2").run_id
+    monkeypatch.setattr("flows.registry.LOCK_WAIT_S", 0.5)  # retried, then one line
     monkeypatch.setattr(
         mlflow.MlflowClient,
         "get_run",
@@ -170,7 +182,7 @@ def test_a_tie_an_identical_model_and_a_registry_error_never_promote(
     with pytest.raises(SpinoError, match="champion unchanged"):
         _register(d, 0.99)
     monkeypatch.undo()
-    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 2
 
 
 def test_a_student_without_a_pq_is_registered_and_never_promoted_over_a_champion(
@@ -194,11 +206,16 @@ def test_a_student_without_a_pq_is_registered_and_never_promoted_over_a_champion
     first = without_pq(a)  # no champion yet: the only model becomes it
     assert first["promoted"] and first["version"] == 1 and first["pq"] is None
     assert client.get_model_version(MODEL_NAME, "1").tags["pq"] == NO_PQ
-    second = without_pq(b)  # nothing says it is better than the champion
-    assert second["registered"] and not second["promoted"] and second["champion_version"] == 1
+    assert (
+        "no PQ (evaluated without a val set)"
+        in client.get_model_version(MODEL_NAME, "1").description
+    )
+    second = without_pq(b)  # nothing says it is better than the champion: not registered
+    assert not second["registered"] and not second["promoted"] and second["version"] is None
+    assert second["champion_version"] == 1
     measured = _register(c, 0.05)  # a measured model beats an unmeasured champion
-    assert measured["promoted"] and measured["champion_version"] == 3
+    assert measured["promoted"] and measured["version"] == 2 and measured["champion_version"] == 2
     last = without_pq(d)
-    assert last["registered"] and last["version"] == 4 and not last["promoted"]
-    assert last["champion_version"] == 3 and last["champion_pq"] == 0.05
-    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 3
+    assert not last["registered"] and last["version"] is None and not last["promoted"]
+    assert last["champion_version"] == 2 and last["champion_pq"] == 0.05
+    assert int(client.get_model_version_by_alias(MODEL_NAME, ALIAS).version) == 2
