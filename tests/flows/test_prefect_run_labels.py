@@ -84,6 +84,13 @@ def test_a_stage_run_shows_its_result_line_name_and_tags(
     assert not any(t.startswith("dvc-exp:") for t in run.tags)
     assert tasks == ["split k=2 (coverage)"]
 
+    from prefect import tags
+
+    with tags("dvc-exp:k2"):  # a stage run of a pipeline run saved as experiment k2
+        state = split_flow(params=str(params), overrides=["split.k=2"], return_state=True)
+    run, _, _ = _run_records(state.state_details.flow_run_id)
+    assert run.name == f"split k=2 strategy=coverage exp=k2 @{commit}"
+
 
 def test_a_pipeline_run_is_named_after_its_overrides_and_tags_its_stage_runs(
     tmp_path: Path,
