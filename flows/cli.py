@@ -365,15 +365,14 @@ def _prepare(
     check_tracking(cfg.mlflow)  # a bad tracking URI, before any work
     folders.extend(_lock_outputs(cfg, args.command, stack))
     if args.command == "pipeline":
-        from flows.pipeline import pipeline_flow
+        from flows.pipeline import run_with_outputs_locked
 
         quiet_user_errors()
         return functools.partial(  # the outputs are locked above, for the whole command
-            pipeline_flow,
+            run_with_outputs_locked,
             params=args.params,
             overrides=args.overrides,
             use_cache=args.use_cache,
-            lock_outputs=False,
         )
     stage_flow = _stage_flow(args.command)
     quiet_user_errors()

@@ -23,6 +23,7 @@ from typing import Any
 from flows import stage_records
 
 EXP_ENV = "DVC_EXP_NAME"  # set by `dvc exp run` for each stage it runs
+EXP_TAG = "dvc-exp:"
 
 
 def short_commit(root: str | os.PathLike[str]) -> str | None:
@@ -38,6 +39,18 @@ def short_commit(root: str | os.PathLike[str]) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def current_experiment() -> str | None:
+    """The DVC experiment this run belongs to: ``DVC_EXP_NAME`` (``dvc exp run``), else a
+    ``dvc-exp:<name>`` tag of the Prefect ``tags`` context (a stage run of a pipeline run
+    with an ``experiment``)."""
+    if os.environ.get(EXP_ENV):
+        return os.environ[EXP_ENV]
+    from prefect.context import TagsContext
+
+    found = [t for t in TagsContext.get().current_tags if t.startswith(EXP_TAG)]
+    return found[0][len(EXP_TAG) :] if found else None
 
 
 def _value(cfg: Any, dotted: str) -> Any:
@@ -59,7 +72,7 @@ def run_name(
     if cfg is not None:
         parts += [f"{key.rsplit('.', 1)[-1]}={_value(cfg, key)}" for key in keys]
     parts += list(extra)
-    experiment = experiment or os.environ.get(EXP_ENV)
+    experiment = experiment or current_experiment()
     if experiment:
         parts.append(f"exp={experiment}")
     commit = short_commit(cfg.base_dir) if cfg is not None else None
@@ -73,8 +86,8 @@ def run_tags(stage: str, cfg: Any, experiment: str | None = None) -> list[str]:
     tags = ["spino", f"stage:{stage}"]
     if commit := short_commit(cfg.base_dir):
         tags.append(f"git:{commit}")
-    if experiment := experiment or os.environ.get(EXP_ENV):
-        tags.append(f"dvc-exp:{experiment}")
+    if experiment := experiment or current_experiment():
+        tags.append(f"{EXP_TAG}{experiment}")
     return tags
 
 

@@ -42,7 +42,7 @@ def _refuse_work_pool_deployment(full_name: str) -> None:
 def serve(
     params: str = "params.yaml", cron: str = "0 2 * * *", name: str = SERVE_DEPLOYMENT
 ) -> None:
-    from flows.pipeline import pipeline_flow
+    from flows.pipeline import DESCRIPTION, pipeline_flow
 
     full_name = f"{pipeline_flow.name}/{name}"
     _refuse_work_pool_deployment(full_name)
@@ -55,6 +55,7 @@ def serve(
     )
     pipeline_flow.serve(
         name=name,
+        description=f"{DESCRIPTION} Served by `spino serve` (cron {cron!r}).",
         cron=cron,
         parameters={"params": params_path},
         global_limit=CONCURRENCY_LIMIT,

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 def test_without_a_dvc_project_every_stage_runs_and_saved_configs_are_location_free(
     tmp_path: Path, prefect_harness: None, tiny_params: Callable[..., Path]
 ) -> None:
-    """Outside DVC's view (no .dvc/ beside the params, or -S overrides) nothing is skipped;
+    """Outside DVC's view (no .dvc/ beside the params) nothing is skipped, overrides too;
     the config saved beside each output names project paths relative to params.yaml."""
     from flows.pipeline import pipeline_flow
 

@@ -83,3 +83,42 @@ def test_a_stage_run_shows_its_result_line_name_and_tags(
     assert {"spino", "stage:split", f"git:{commit}"} <= set(run.tags)
     assert not any(t.startswith("dvc-exp:") for t in run.tags)
     assert tasks == ["split k=2 (coverage)"]
+
+    from prefect import tags
+
+    with tags("dvc-exp:k2"):  # a stage run of a pipeline run saved as experiment k2
+        state = split_flow(params=str(params), overrides=["split.k=2"], return_state=True)
+    run, _, _ = _run_records(state.state_details.flow_run_id)
+    assert run.name == f"split k=2 strategy=coverage exp=k2 @{commit}"
+
+
+def test_a_pipeline_run_is_named_after_its_overrides_and_tags_its_stage_runs(
+    tmp_path: Path,
+    prefect_harness: None,
+    tiny_params: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from flows.pipeline import pipeline_flow
+
+    params = tiny_params(tmp_path, mlflow={"enabled": False})
+    commit = _git_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    state = pipeline_flow(
+        params=str(params), stages=["synth"], overrides=["synth.n_val=1"], return_state=True
+    )
+    assert state.is_completed()
+    run, _, _ = _run_records(state.state_details.flow_run_id)
+    assert run.name == f"pipeline synth.n_val=1 [synth] @{commit}"
+    assert {"spino", "stage:pipeline", f"git:{commit}"} <= set(run.tags)
+    with get_client(sync_client=True) as client:
+        (child,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
+    assert child.name == f"synth n_train=6 n_val=1 @{commit}"
+    assert {"spino", "stage:synth", f"git:{commit}"} <= set(child.tags)
+    assert "stage:pipeline" not in child.tags

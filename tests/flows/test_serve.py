@@ -41,6 +41,8 @@ def test_spino_serve_registers_the_schedule_and_runs_a_triggered_pipeline(
                     time.sleep(1.0)
         crons = [s.schedule.cron for s in deployment.schedules]
         assert crons == ["*/5 * * * *"] and deployment.parameters["params"] == str(params)
+        assert deployment.description.startswith("The SPINO pipeline: ")  # for users
+        assert "lock_outputs" not in deployment.parameter_openapi_schema["properties"]
 
         run = run_deployment(
             "spino-pipeline/test-serve", parameters={"stages": ["synth", "split"]}, timeout=240
