@@ -80,7 +80,7 @@ def _run(cfg: SpinoConfig, gt_root: Path, table: Any, work: Path) -> dict[str, A
     make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)
     heads = train_label_heads(cfg)["metrics"]
     plan = plan_pseudo_labels(cfg)
-    rows = [r for i, shard in enumerate(plan.shards) for r in label_one_shard(i, shard, cfg)]
+    rows = [r for i in range(len(plan.shards)) for r in label_one_shard(i, plan, cfg)]
     finalize_pseudo_labels(cfg, rows, plan.n_images)
     pseudo = _pseudo_pq(cfg, gt_root, table, work)
     train_student_model(cfg)

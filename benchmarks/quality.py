@@ -255,8 +255,8 @@ def pseudo_label(bench: Bench, cfg: SpinoConfig) -> dict[str, Any]:
             f"lower k (the training set has {len(bench.train.stems)} images)"
         )
     rows = []
-    for shard_id, shard in enumerate(plan.shards):
-        rows += pseudo_stage.label_one_shard(shard_id, shard, cfg, backbone=bench.backbone)
+    for shard_id in range(len(plan.shards)):
+        rows += pseudo_stage.label_one_shard(shard_id, plan, cfg, backbone=bench.backbone)
     return pseudo_stage.finalize_pseudo_labels(cfg, rows, plan.n_images)
 
 

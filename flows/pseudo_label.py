@@ -30,7 +30,7 @@ def _label_shards(cfg: SpinoConfig) -> dict[str, Any]:
 
         annotate = dask.annotate(resources=dict(SHARD_RESOURCES))
     with annotate:
-        futures = label_one_shard.map(ids, plan.shards, unmapped(cfg))
+        futures = label_one_shard.map(ids, unmapped(plan), unmapped(cfg))
     rows = [row for shard_rows in futures.result() for row in shard_rows]
     return finalize_pseudo_labels(cfg, rows, plan.n_images)
 

@@ -31,8 +31,8 @@ def plan_pseudo_labels(cfg: SpinoConfig) -> PseudoLabelPlan:
     retry_delay_seconds=2,
     retry_condition_fn=retry_unless_user_error,
 )
-def label_one_shard(shard_id: int, stems: list[str], cfg: SpinoConfig) -> list[ManifestRow]:
-    return pseudo_label.label_one_shard(shard_id, stems, cfg)
+def label_one_shard(shard_id: int, plan: PseudoLabelPlan, cfg: SpinoConfig) -> list[ManifestRow]:
+    return pseudo_label.label_one_shard(shard_id, plan, cfg)
 
 
 @task(

@@ -2,19 +2,17 @@
 
 The heads stage writes ``calibration.json`` beside the checkpoints: the boundary threshold of
 best F1 on the labelled images (:func:`spino_core.label_generator.evaluate.best_threshold`). The
-pseudo-label stage resolves ``auto`` to that number once, before fingerprinting its output
+pseudo-label plan resolves ``auto`` to that number once, before fingerprinting its output
 folder and labelling, so the labels and their ``config.json`` carry the value actually used.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from spino_core.config import PseudoLabelConfig
 from spino_core.errors import SpinoError
 
 CALIBRATION_FILE = "calibration.json"
@@ -26,12 +24,8 @@ def calibration_record(threshold: float, f1: float | None = None) -> dict[str, A
     return {"format": FORMAT, "boundary_threshold": float(threshold), "labelled_f1": f1}
 
 
-def resolve_boundary_threshold(
-    cfg: PseudoLabelConfig, heads_dir: str | os.PathLike[str]
-) -> PseudoLabelConfig:
-    """``cfg`` with ``boundary_threshold: auto`` replaced by the heads' calibrated value."""
-    if cfg.boundary_threshold != "auto":
-        return cfg
+def calibrated_threshold(heads_dir: str | os.PathLike[str]) -> float:
+    """The boundary threshold ``auto`` stands for: the heads' calibrated value."""
     path = Path(heads_dir) / CALIBRATION_FILE
     fix = "rerun the train-heads stage, or set pseudo_label.boundary_threshold to a number"
     if not path.is_file():
@@ -43,4 +37,4 @@ def resolve_boundary_threshold(
         raise SpinoError(f"{path}: unreadable boundary calibration; {fix}") from None
     if record.get("format") != FORMAT or not 0.0 < value < 1.0:
         raise SpinoError(f"{path}: not a {FORMAT} calibration in (0, 1); {fix}")
-    return dataclasses.replace(cfg, boundary_threshold=value)
+    return value

@@ -25,8 +25,13 @@ from spino_core.data.class_table import CITYSCAPES, ClassTable
 from spino_core.devices import resolve_device, resolve_precision
 from spino_core.errors import SpinoError
 from spino_core.inference.multiscale import PredictFn
-from spino_core.models.backbone import DinoBackbone, create_backbone, snap_to_patch
-from spino_core.models.heads_io import load_heads
+from spino_core.models.backbone import (
+    DinoBackbone,
+    check_fingerprint,
+    create_backbone,
+    snap_to_patch,
+)
+from spino_core.models.heads_io import LoadedHeads, load_heads
 
 __all__ = ["LoadedPredictor", "TorchPredictor", "load_predictor"]
 
@@ -141,12 +146,15 @@ def load_predictor(
     backbone: DinoBackbone | None = None,
     precision: str = "auto",
     compile: bool = False,
+    heads: LoadedHeads | None = None,
 ) -> LoadedPredictor:
     """Build the backbone named by ``backbone_cfg`` (or reuse ``backbone``) and the heads.
 
     ``load_heads`` refuses heads trained on another backbone, blocks or weights. The
     boundary head runs at the resolution it was trained at (``boundary_size``), upsampled to the tile.
     ``precision`` "auto" is bf16 on CUDA and fp32 elsewhere (``pseudo_label.precision``).
+    ``heads``: heads already read from ``heads_dir`` (the pseudo-label plan's), used instead
+    of reading the files again; checked against the backbone's weights all the same.
     """
     if backbone is not None and (backbone.name, backbone.blocks) != (
         backbone_cfg.name,
@@ -157,7 +165,12 @@ def load_predictor(
             f"but the config says {backbone_cfg.name} blocks {list(backbone_cfg.blocks)}"
         )
     backbone = backbone if backbone is not None else create_backbone(backbone_cfg)
-    loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights
+    if heads is None:
+        loaded = load_heads(heads_dir, expected_backbone=backbone)  # name, blocks and weights
+    else:
+        loaded = heads
+        where = f"{heads_dir} (heads)"
+        check_fingerprint(loaded.backbone_fingerprint or None, backbone.fingerprint, where)
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     predictor = TorchPredictor(

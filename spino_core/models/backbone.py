@@ -156,12 +156,10 @@ def create_backbone(cfg: BackboneConfig) -> DinoBackbone:
     else:
         vit = _create_from_file(cfg.name, Path(cfg.weights), kwargs)
     key = _source_key(cfg)
-    with _FINGERPRINT_LOCK:
+    with _FINGERPRINT_LOCK:  # held while hashing: shards building at once hash once
         fingerprint = _FINGERPRINTS.get(key)
-    if fingerprint is None:
-        fingerprint = weights_fingerprint(vit, cfg.name)
-        with _FINGERPRINT_LOCK:
-            _FINGERPRINTS[key] = fingerprint
+        if fingerprint is None:
+            fingerprint = _FINGERPRINTS[key] = weights_fingerprint(vit, cfg.name)
     return DinoBackbone(vit, cfg.name, cfg.blocks, fingerprint=fingerprint)
 
 

@@ -42,27 +42,6 @@ def heads_checksum(heads_dir: str | os.PathLike[str]) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def check_claimed_heads(out_dir: str | os.PathLike[str], heads_dir: str | os.PathLike[str]) -> None:
-    """Raise SpinoError unless the heads in ``heads_dir`` are those ``out_dir`` was claimed
-    for (``config.json``'s ``heads``).
-
-    A shard loads the heads itself, after the plan fingerprinted them: a ``train-heads`` run
-    that replaced them meanwhile would label part of the pool with other heads than
-    ``config.json`` records. Shards check before and after loading.
-    """
-    path = Path(out_dir) / CONFIG_FILE
-    try:
-        claimed = json.loads(path.read_text(encoding="utf-8"))["heads"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise SpinoError(f"{path}: missing or unreadable; rerun the pseudo-label stage") from None
-    now = heads_checksum(heads_dir)
-    if now != claimed:
-        raise SpinoError(
-            f"{heads_dir}: the heads changed while pseudo-labelling ({claimed[:19]}... when the "
-            f"run started, {now[:19]}... now; another train-heads run?); rerun pseudo-label"
-        )
-
-
 def label_fingerprint(
     *,
     heads_id: str,
@@ -70,11 +49,14 @@ def label_fingerprint(
     backbone: BackboneConfig,
     input_hw: tuple[int, int],
     camera_mask: str | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Everything that changes the labels (not sharding, batching, device or failure limit).
 
     ``camera_mask``: the digest of the static camera mask (``camera_mask.mask_digest``);
     the key is left out without one, so folders labelled before the mask existed match.
+    ``weights``: the backbone's weights fingerprint when known (the heads record it);
+    default: computed from ``backbone``, which builds the ViT.
     """
     # everything the stage reads but how it runs (config_sections.RUN_ONLY); ``pseudo``
     # comes resolved: a boundary threshold, not "auto"; a precision, not "auto"
@@ -85,7 +67,7 @@ def label_fingerprint(
         # the weights' fingerprint, not their location: same labels wherever the files live
         "backbone": {
             "name": backbone.name,
-            "weights": backbone_fingerprint(backbone),
+            "weights": weights or backbone_fingerprint(backbone),
             "blocks": backbone.blocks,
         },
         "input_hw": [int(input_hw[0]), int(input_hw[1])],
@@ -139,18 +121,22 @@ def claim_for_heads(
     pseudo: PseudoLabelConfig,
     backbone: BackboneConfig,
     input_hw: tuple[int, int],
+    heads_id: str | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Fingerprint the heads in ``heads_dir`` with these settings, then claim ``out_dir``.
 
     The one entry point for a labelling run (the stage and the quality benchmark), so both
     decide "same labels?" the same way. The heads' static camera mask (``camera_mask.png``,
     if the heads stage wrote one) is part of the fingerprint and copied into ``out_dir``,
-    where the shards and the student read it. Returns the fingerprint.
+    where the shards and the student read it. ``heads_id``: the heads' checksum when the
+    caller has read them (:func:`heads_checksum`); ``weights``: see :func:`label_fingerprint`.
+    Returns the fingerprint.
     """
     mask = read_recorded_mask(heads_dir)
     fingerprint = label_fingerprint(
-        heads_id=heads_checksum(heads_dir), pseudo=pseudo, backbone=backbone, input_hw=input_hw,
-        camera_mask=None if mask is None else mask_digest(mask),
+        heads_id=heads_id or heads_checksum(heads_dir), pseudo=pseudo, backbone=backbone,
+        input_hw=input_hw, camera_mask=None if mask is None else mask_digest(mask), weights=weights,
     )  # fmt: skip
     claim_output_dir(out_dir, fingerprint)
     record_mask(out_dir, mask)

@@ -49,7 +49,7 @@ def test_a_png_mask_is_void_in_every_pseudo_label_and_reaches_the_student(
     assert (pseudo / CAMERA_MASK_FILE).read_bytes() == (
         Path(cfg.paths.heads) / CAMERA_MASK_FILE
     ).read_bytes()
-    rows = [r for i, sh in enumerate(plan.shards) for r in label_one_shard.fn(i, sh, cfg)]
+    rows = [r for i in range(len(plan.shards)) for r in label_one_shard.fn(i, plan, cfg)]
     finalize_pseudo_labels.fn(cfg, rows, plan.n_images)
     pset = read_panoptic_json(pseudo / "panoptic.json", pseudo / "panoptic")
     assert len(pset.annotations) == plan.n_images >= 1

@@ -36,7 +36,7 @@ def test_report_writes_the_gallery_twice_and_the_exclusion_list_applies(
     make_split.fn(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split, cfg.backbone)
     train_label_heads.fn(cfg)
     plan = plan_pseudo_labels.fn(cfg)
-    rows = [r for i, sh in enumerate(plan.shards) for r in label_one_shard.fn(i, sh, cfg)]
+    rows = [r for i in range(len(plan.shards)) for r in label_one_shard.fn(i, plan, cfg)]
     finalize_pseudo_labels.fn(cfg, rows, plan.n_images)
 
     for _ in range(2):  # the second run must accept the folder the first one wrote

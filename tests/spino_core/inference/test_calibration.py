@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from spino_core.config import PseudoLabelConfig, config_from_dict
+from spino_core.config import config_from_dict
 from spino_core.errors import ConfigError, SpinoError
 from spino_core.inference import multiscale_predict
 from spino_core.inference.calibration import (
     CALIBRATION_FILE,
+    calibrated_threshold,
     calibration_record,
-    resolve_boundary_threshold,
 )
 
 
@@ -24,12 +24,9 @@ def test_auto_is_a_valid_setting_and_other_words_are_not() -> None:
         config_from_dict({}, ["pseudo_label.boundary_threshold=best"])
 
 
-def test_auto_resolves_to_the_calibrated_value(tmp_path) -> None:
+def test_auto_stands_for_the_calibrated_value(tmp_path) -> None:
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(calibration_record(0.17, 0.5)))
-    resolved = resolve_boundary_threshold(PseudoLabelConfig(boundary_threshold="auto"), tmp_path)
-    assert resolved.boundary_threshold == 0.17
-    fixed = PseudoLabelConfig(boundary_threshold=0.07)
-    assert resolve_boundary_threshold(fixed, tmp_path) is fixed  # a number is kept
+    assert calibrated_threshold(tmp_path) == 0.17
 
 
 @pytest.mark.parametrize(
@@ -44,7 +41,7 @@ def test_missing_or_bad_calibration_names_the_file_and_the_fix(tmp_path, content
     if content is not None:
         (tmp_path / CALIBRATION_FILE).write_text(content)
     with pytest.raises(SpinoError, match=f"{CALIBRATION_FILE}: .*{message}.*train-heads"):
-        resolve_boundary_threshold(PseudoLabelConfig(boundary_threshold="auto"), tmp_path)
+        calibrated_threshold(tmp_path)
 
 
 def test_unresolved_auto_never_reaches_the_labels() -> None:

@@ -66,7 +66,7 @@ def _run_pipeline(cfg: SpinoConfig) -> dict:
     out = {"split": make_split(cfg.data, cfg.split, cfg.paths.raw, cfg.paths.split)}
     train_label_heads(cfg)
     plan = plan_pseudo_labels(cfg)
-    rows = [r for i, shard in enumerate(plan.shards) for r in label_one_shard(i, shard, cfg)]
+    rows = [r for i in range(len(plan.shards)) for r in label_one_shard(i, plan, cfg)]
     out["pseudo"] = finalize_pseudo_labels(cfg, rows, plan.n_images)
     out["report"] = report_pseudo_labels(cfg)  # a pool without ground truth: its own report
     train_student_model(cfg)
