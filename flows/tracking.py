@@ -17,14 +17,19 @@ hang together as they do under ``spino pipeline``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.dvc_state import stage_sections
+import yaml
+
+from flows.dvc_state import CODE_ROOT, stage_sections
 from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
@@ -52,10 +57,51 @@ def flatten_params(cfg: SpinoConfig, sections: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI's experiment type
+EXPERIMENT_KIND = "custom_model_development"  # "machine learning", not GenAI (traces)
+
+
+def project_location(location: str) -> str:
+    """``location`` moved from a DVC experiment's temporary workspace into the project.
+
+    ``dvc exp run --queue`` / ``--temp`` run the stages in a copy of the repository under
+    ``<project>/.dvc/tmp/exps/`` that DVC deletes afterwards, and set ``DVC_ROOT`` to the
+    project (the parent repository). Params resolve a relative ``sqlite:///mlflow.db`` or
+    ``mlartifacts`` against the copy's ``params.yaml``; the runs and model versions belong
+    to the project, so the same relative place in the project is meant. Outside such a copy
+    (``dvc repro``, ``dvc exp run``, ``spino``) the location is returned unchanged.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if not root or "://" in location:
+        return location
+    dvc_dir, path = Path(root) / ".dvc", Path(location)
+    if not path.is_absolute() or not path.is_relative_to(dvc_dir):
+        return location
+    for copy in path.parents:  # the workspace copy: the folder holding its own .dvc/
+        if copy == dvc_dir or not copy.is_relative_to(dvc_dir):
+            break
+        if (copy / ".dvc").is_dir():
+            return str(Path(root) / path.relative_to(copy))
+    return location
+
+
+def tracking_config(cfg: MlflowConfig) -> MlflowConfig:
+    """``cfg`` with its SQLite database and artifact folder in the project
+    (:func:`project_location`): what every MLflow call of a stage uses."""
+    uri, prefix = cfg.tracking_uri, "sqlite:///"
+    if uri.startswith(prefix):
+        uri = prefix + project_location(uri[len(prefix) :])
+    artifacts = project_location(cfg.artifact_location)
+    if (uri, artifacts) == (cfg.tracking_uri, cfg.artifact_location):
+        return cfg
+    return dataclasses.replace(cfg, tracking_uri=uri, artifact_location=artifacts)
+
+
 def check_tracking(cfg: MlflowConfig) -> None:
     """Fail early on an unusable tracking location; create the database once (no races)."""
     if not cfg.enabled:
         return
+    cfg = tracking_config(cfg)
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
@@ -80,14 +126,28 @@ def check_tracking(cfg: MlflowConfig) -> None:
 
 
 def _experiment_id(cfg: MlflowConfig) -> str:
+    """The experiment's id, created if missing; sets the process's tracking URI.
+
+    The experiment is typed as a classic ML one (:data:`EXPERIMENT_KIND_TAG`), also when
+    an existing experiment lacks the tag: untyped, the MLflow UI opens it in GenAI mode.
+    """
     import mlflow
 
+    cfg = tracking_config(cfg)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     try:
         exp = mlflow.get_experiment_by_name(cfg.experiment)
-        if exp is not None:
-            return exp.experiment_id
-        return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+        if exp is None:
+            return mlflow.create_experiment(
+                cfg.experiment,
+                artifact_location=cfg.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older version, or by hand
+            mlflow.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
+        return exp.experiment_id
     except Exception as exc:  # mlflow raises many types for an unreachable store
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
@@ -107,20 +167,150 @@ _DVC_ENV_TAGS = (
 def _git_state(cwd: str) -> tuple[str, bool] | None:
     """(commit, dirty) of the checkout at ``cwd``; None outside a git repository.
 
-    Asked per run (two git calls, milliseconds), not cached: ``spino serve`` runs for days.
+    Dirty means a tracked source file differs from the commit. What DVC writes while the
+    pipeline runs does not count: ``dvc.lock`` (rewritten after every stage) and the stages'
+    git-tracked outputs (``cache: false`` metrics and plots), else a clean clone's repro
+    tags every stage after the first dirty. Asked per run (git calls, milliseconds), not
+    cached: ``spino serve`` runs for days.
     """
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
+        ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        commit = git("rev-parse", "HEAD").strip()
+        top = Path(git("rev-parse", "--show-toplevel").strip())
+        status = git("status", "--porcelain=v1", "-z", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
+    written = dvc_written(Path(cwd))
+    changed = _changed_paths(status, top)
+    dirty = any(p.name != "dvc.lock" and not _under(p, written) for p in changed)
     return commit, dirty
+
+
+def _changed_paths(status: str, top: Path) -> list[Path]:
+    """Paths of ``git status --porcelain=v1 -z`` (a rename's source too)."""
+    entries = status.split("\0")
+    paths: list[Path] = []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.append(top / entry[3:])
+        if entry[0] in "RC":  # "R  new\0old": the old name follows
+            paths.append(top / entries[i])
+            i += 1
+    return paths
+
+
+def _under(path: Path, folders: set[Path]) -> bool:
+    return any(path == f or path.is_relative_to(f) for f in folders)
+
+
+_INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
+
+
+def _dvc_project(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(stages of ``root/dvc.yaml``, ``root/params.yaml``) as plain YAML; empty without."""
+    try:
+        doc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+        params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+        stages = doc.get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}, {}
+    if not isinstance(stages, dict) or not isinstance(params, dict):
+        return {}, {}
+    return stages, params
+
+
+def _interpolate(entry: str, params: Mapping[str, Any]) -> str:
+    """``entry`` with its ``${a.b}`` filled from ``params``, as DVC does (KeyError if not)."""
+
+    def lookup(match: re.Match[str]) -> str:
+        value: Any = params
+        for part in match.group(1).split("."):
+            value = value[part]
+        return str(value)
+
+    return _INTERPOLATION.sub(lookup, entry)
+
+
+def dvc_written(root: Path) -> set[Path]:
+    """Absolute paths of every output ``root/dvc.yaml`` declares (``outs``, ``metrics``,
+    ``plots``; ``${...}`` filled from ``root/params.yaml``); empty without a ``dvc.yaml``."""
+    stages, params = _dvc_project(root)
+    out: set[Path] = set()
+    for spec in stages.values():
+        if not isinstance(spec, dict):
+            continue
+        wdir = root / str(spec.get("wdir", "."))
+        for kind in ("outs", "metrics", "plots"):
+            for entry in spec.get(kind) or []:
+                for name in entry if isinstance(entry, dict) else [entry]:
+                    try:
+                        out.add((wdir / _interpolate(str(name), params)).resolve())
+                    except (KeyError, TypeError):
+                        continue  # not resolvable here: DVC itself will say so
+    return out
+
+
+def _short_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]  # MLflow keeps digests of <= 36 characters
+
+
+def _folder_digest(folder: Path) -> str:
+    """Fingerprint of a folder of images: every file's relative path and size (reading a
+    real dataset's gigabytes for each stage run would cost minutes)."""
+    listing = sorted(
+        f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}"
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != RESOLVED_CONFIG
+    )
+    return _short_sha256("\n".join(listing).encode())
+
+
+def stage_datasets(cfg: SpinoConfig, stage: str) -> list[tuple[Any, str]]:
+    """(MLflow dataset, context) for each data folder the stage reads, as its ``dvc.yaml``
+    deps list them: the images (``paths.raw``), the split's image lists (one dataset per
+    list: ``labelled``, ``unlabelled``, ``val``), the pseudo-labels (``paths.pseudo``)."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    stages = _dvc_project(Path(cfg.base_dir))[0]
+    if not stages:  # a params file without dvc.yaml beside it: this code's own
+        stages = _dvc_project(CODE_ROOT)[0]
+    deps = (stages.get(stage) or {}).get("deps") or []
+    read = {m.group(1) for d in deps if (m := re.fullmatch(r"\$\{\s*paths\.(\w+)\s*\}", str(d)))}
+    found: list[tuple[Any, str]] = []
+
+    def add(name: str, path: Path, digest: str, context: str) -> None:
+        found.append((MetaDataset(_local_source(path), name=name, digest=digest), context))
+
+    raw, split, pseudo = (Path(cfg.paths.raw), Path(cfg.paths.split), Path(cfg.paths.pseudo))
+    if "raw" in read and raw.is_dir():
+        add(f"images ({cfg.data.layout})", raw, _folder_digest(raw), "images")
+    if "split" in read:
+        for path in sorted(split.glob("*.txt")):  # labelled, unlabelled, val
+            name = path.stem
+            if path.is_file():
+                add(f"split {name}", path, _short_sha256(path.read_bytes()), name)
+    if "pseudo" in read and (digest := pseudo_labels_digest(pseudo)):
+        add("pseudo-labels", pseudo, digest[:32], "pseudo_labels")
+    return found
+
+
+def _local_source(path: Path) -> Any:
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
+        warnings.simplefilter("ignore")
+        return resolve_dataset_source(str(path))
 
 
 def _prefect_ids() -> dict[str, str]:
@@ -173,6 +363,96 @@ def _parent_run_id(experiment_id: str) -> str | None:
     )
     client.set_terminated(run.info.run_id)  # a label for the group; the stages are its children
     return run.info.run_id
+
+
+PIPELINE_STAGE = "pipeline"  # the ``spino.stage`` tag of a parent run
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pipeline_run_name() -> str:
+    """``pipeline <Prefect flow run name>`` (the name the Prefect UI shows for the same
+    run), or ``pipeline <UTC time>`` outside a flow run."""
+    try:
+        from prefect.runtime import flow_run
+
+        name = flow_run.name
+    except ImportError:
+        name = None
+    return f"{PIPELINE_STAGE} {name or _utc_now()}"
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: MlflowConfig, name: str) -> Iterator[tuple[str, str] | None]:
+    """The parent MLflow run of a pipeline run, active while the stages run in-process (they
+    nest under it); yields (experiment id, run id), or None when MLflow is off."""
+    if not cfg.enabled:
+        yield None
+        return
+    import mlflow
+
+    check_tracking(cfg)
+    experiment_id = _experiment_id(cfg)
+    tags = lineage_tags() | {"spino.stage": PIPELINE_STAGE}
+    with mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags) as run:
+        yield experiment_id, run.info.run_id
+
+
+def _is_repro(command: Sequence[str]) -> bool:
+    words = [Path(command[0]).name, *command[1:]] if command else []
+    return words[:2] == ["dvc", "repro"]
+
+
+@contextlib.contextmanager
+def command_run(params: str | os.PathLike[str], command: Sequence[str]) -> Iterator[str | None]:
+    """One parent MLflow run for the stage processes of ``spino with-prefect dvc repro``.
+
+    ``dvc repro`` starts each stage as its own process, so nothing in-process can group
+    them: the parent run is created here, before the command, and handed to the stages
+    through ``SPINO_MLFLOW_PARENT_RUN_ID`` (:func:`stage_run` reads it). Named
+    ``repro <UTC time>``; it ends FINISHED, or FAILED when the command failed, and is
+    deleted again when no stage ran (everything up to date: no empty groups). Other
+    commands (``dvc exp run`` groups by experiment itself), MLflow off, or params that do
+    not load (the stages report those): no parent run; yields its id or None.
+    """
+    from spino_core.config import load_config
+
+    try:
+        cfg = load_config(params).mlflow if _is_repro(command) else None
+    except ConfigError:
+        cfg = None
+    if cfg is None or not cfg.enabled or os.environ.get(PARENT_RUN_ENV):
+        yield None
+        return
+    import mlflow
+
+    check_tracking(cfg)
+    client = mlflow.MlflowClient()
+    experiment_id = _experiment_id(cfg)
+    tags = lineage_tags() | {
+        "spino.stage": PIPELINE_STAGE,
+        "spino.command": " ".join(command)[:500],
+    }
+    run_id = client.create_run(experiment_id, run_name=f"repro {_utc_now()}", tags=tags).info.run_id
+    os.environ[PARENT_RUN_ENV] = run_id
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        raise
+    finally:
+        os.environ.pop(PARENT_RUN_ENV, None)
+        children = client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1
+        )
+        if children:
+            client.set_terminated(run_id, status=status)
+        else:
+            client.delete_run(run_id)
 
 
 def pseudo_labels_digest(pseudo_dir: str | os.PathLike[str]) -> str | None:
@@ -235,6 +515,8 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
     ) as run:
         params = {k: str(v)[:500] for k, v in flatten_params(cfg, sections).items()}
         mlflow.log_params(params)
+        for dataset, context in stage_datasets(cfg, stage):
+            mlflow.log_input(dataset, context=context)
         mlflow.log_dict(cfg.to_dict(), f"config/{RESOLVED_CONFIG}")
         yield run
         save_resolved_config(cfg, stage, out_dir)
