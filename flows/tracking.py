@@ -1,17 +1,25 @@
-"""MLflow tracking for stage flows: one run per stage, nested under a pipeline run.
+"""MLflow tracking for stage flows: one run per stage, nested under one parent run.
 
 The tracking URI comes from params (a local SQLite file by default, because the model
 registry needs a database). It is checked when a flow starts, so a wrong URI or an
-unwritable directory fails before any work, not after an hour of it.
+unwritable directory fails before any work, not after an hour of it. Relative locations
+mean the project's, also in the temporary copy where DVC runs a queued experiment
+(:func:`project_location`).
 
-Lineage: every run carries the git commit of the checkout (``mlflow.source.git.commit``,
-``spino.git_commit``, ``spino.git_dirty``), the DVC experiment (``spino.dvc_exp_name``,
-``spino.dvc_exp_baseline_rev``: DVC sets ``DVC_EXP_NAME`` / ``DVC_EXP_BASELINE_REV`` for the
-stages of ``dvc exp run``) and the Prefect flow run (``spino.prefect_flow_run_id``,
-``spino.prefect_root_flow_run_id``). A stage run started outside a pipeline run is nested
-under ``SPINO_MLFLOW_PARENT_RUN_ID`` when set, else, under ``dvc exp run``, under one parent
-run per DVC experiment (found or created by name), so the 7 stage runs of an experiment
-hang together as they do under ``spino pipeline``.
+Lineage (:mod:`flows.lineage`): every run carries the git commit of the checkout, the DVC
+experiment, the Prefect flow run, and the data it read as dataset inputs.
+
+Parent runs (``spino.stage`` = ``pipeline``), one per run of the pipeline, named after it:
+
+- ``spino pipeline`` / a deployment run: ``pipeline <flow run name>``, the stages nested
+  in-process (:func:`pipeline_run`);
+- ``spino with-prefect dvc repro``: ``repro <UTC time>``, created before ``dvc repro``
+  starts and handed to its stage processes through ``SPINO_MLFLOW_PARENT_RUN_ID``
+  (:func:`command_run`); any caller may set that variable;
+- ``dvc exp run`` (also queued): ``dvc-exp <experiment name>``, found or created by the
+  stages from ``DVC_EXP_NAME`` / ``DVC_EXP_BASELINE_REV``;
+- plain ``dvc repro``: ``repro <UTC time>``, found or created by the stages from the
+  ``dvc repro`` process they share (:func:`flows.lineage.dvc_repro_process`).
 """
 
 from __future__ import annotations
@@ -19,17 +27,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import os
-import re
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flows.dvc_state import CODE_ROOT, stage_sections
+from flows.dvc_state import stage_sections
+from flows.lineage import dvc_repro_process, lineage_tags, pseudo_labels_digest, stage_datasets
 from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
@@ -158,218 +162,47 @@ def _experiment_id(cfg: MlflowConfig) -> str:
 RESOLVED_CONFIG = "resolved_config.json"
 PARENT_RUN_ENV = "SPINO_MLFLOW_PARENT_RUN_ID"
 PSEUDO_LABELS_TAG = "spino.pseudo_labels_sha256"
-_DVC_ENV_TAGS = (
-    ("DVC_EXP_NAME", "spino.dvc_exp_name"),
-    ("DVC_EXP_BASELINE_REV", "spino.dvc_exp_baseline_rev"),
-)
+REPRO_TAG = "spino.dvc_repro"  # the dvc repro process whose stages a parent run groups
+PIPELINE_STAGE = "pipeline"  # the ``spino.stage`` tag of a parent run
 
 
-def _git_state(cwd: str) -> tuple[str, bool] | None:
-    """(commit, dirty) of the checkout at ``cwd``; None outside a git repository.
-
-    Dirty means a tracked source file differs from the commit. What DVC writes while the
-    pipeline runs does not count: ``dvc.lock`` (rewritten after every stage) and the stages'
-    git-tracked outputs (``cache: false`` metrics and plots), else a clean clone's repro
-    tags every stage after the first dirty. Asked per run (git calls, milliseconds), not
-    cached: ``spino serve`` runs for days.
-    """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        top = Path(git("rev-parse", "--show-toplevel").strip())
-        status = git("status", "--porcelain=v1", "-z", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    written = dvc_written(Path(cwd))
-    changed = _changed_paths(status, top)
-    dirty = any(p.name != "dvc.lock" and not _under(p, written) for p in changed)
-    return commit, dirty
-
-
-def _changed_paths(status: str, top: Path) -> list[Path]:
-    """Paths of ``git status --porcelain=v1 -z`` (a rename's source too)."""
-    entries = status.split("\0")
-    paths: list[Path] = []
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        paths.append(top / entry[3:])
-        if entry[0] in "RC":  # "R  new\0old": the old name follows
-            paths.append(top / entries[i])
-            i += 1
-    return paths
-
-
-def _under(path: Path, folders: set[Path]) -> bool:
-    return any(path == f or path.is_relative_to(f) for f in folders)
-
-
-_INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
-
-
-def _dvc_project(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(stages of ``root/dvc.yaml``, ``root/params.yaml``) as plain YAML; empty without."""
-    try:
-        doc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
-        params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
-        stages = doc.get("stages") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return {}, {}
-    if not isinstance(stages, dict) or not isinstance(params, dict):
-        return {}, {}
-    return stages, params
-
-
-def _interpolate(entry: str, params: Mapping[str, Any]) -> str:
-    """``entry`` with its ``${a.b}`` filled from ``params``, as DVC does (KeyError if not)."""
-
-    def lookup(match: re.Match[str]) -> str:
-        value: Any = params
-        for part in match.group(1).split("."):
-            value = value[part]
-        return str(value)
-
-    return _INTERPOLATION.sub(lookup, entry)
-
-
-def dvc_written(root: Path) -> set[Path]:
-    """Absolute paths of every output ``root/dvc.yaml`` declares (``outs``, ``metrics``,
-    ``plots``; ``${...}`` filled from ``root/params.yaml``); empty without a ``dvc.yaml``."""
-    stages, params = _dvc_project(root)
-    out: set[Path] = set()
-    for spec in stages.values():
-        if not isinstance(spec, dict):
-            continue
-        wdir = root / str(spec.get("wdir", "."))
-        for kind in ("outs", "metrics", "plots"):
-            for entry in spec.get(kind) or []:
-                for name in entry if isinstance(entry, dict) else [entry]:
-                    try:
-                        out.add((wdir / _interpolate(str(name), params)).resolve())
-                    except (KeyError, TypeError):
-                        continue  # not resolvable here: DVC itself will say so
-    return out
-
-
-def _short_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]  # MLflow keeps digests of <= 36 characters
-
-
-def _folder_digest(folder: Path) -> str:
-    """Fingerprint of a folder of images: every file's relative path and size (reading a
-    real dataset's gigabytes for each stage run would cost minutes)."""
-    listing = sorted(
-        f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}"
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != RESOLVED_CONFIG
-    )
-    return _short_sha256("\n".join(listing).encode())
-
-
-def stage_datasets(cfg: SpinoConfig, stage: str) -> list[tuple[Any, str]]:
-    """(MLflow dataset, context) for each data folder the stage reads, as its ``dvc.yaml``
-    deps list them: the images (``paths.raw``), the split's image lists (one dataset per
-    list: ``labelled``, ``unlabelled``, ``val``), the pseudo-labels (``paths.pseudo``)."""
-    from mlflow.data.meta_dataset import MetaDataset
-
-    stages = _dvc_project(Path(cfg.base_dir))[0]
-    if not stages:  # a params file without dvc.yaml beside it: this code's own
-        stages = _dvc_project(CODE_ROOT)[0]
-    deps = (stages.get(stage) or {}).get("deps") or []
-    read = {m.group(1) for d in deps if (m := re.fullmatch(r"\$\{\s*paths\.(\w+)\s*\}", str(d)))}
-    found: list[tuple[Any, str]] = []
-
-    def add(name: str, path: Path, digest: str, context: str) -> None:
-        found.append((MetaDataset(_local_source(path), name=name, digest=digest), context))
-
-    raw, split, pseudo = (Path(cfg.paths.raw), Path(cfg.paths.split), Path(cfg.paths.pseudo))
-    if "raw" in read and raw.is_dir():
-        add(f"images ({cfg.data.layout})", raw, _folder_digest(raw), "images")
-    if "split" in read:
-        for path in sorted(split.glob("*.txt")):  # labelled, unlabelled, val
-            name = path.stem
-            if path.is_file():
-                add(f"split {name}", path, _short_sha256(path.read_bytes()), name)
-    if "pseudo" in read and (digest := pseudo_labels_digest(pseudo)):
-        add("pseudo-labels", pseudo, digest[:32], "pseudo_labels")
-    return found
-
-
-def _local_source(path: Path) -> Any:
-    import warnings
-
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
-        warnings.simplefilter("ignore")
-        return resolve_dataset_source(str(path))
-
-
-def _prefect_ids() -> dict[str, str]:
-    try:
-        from prefect.runtime import flow_run
-    except ImportError:
-        return {}
-    ids = {"spino.prefect_flow_run_id": flow_run.id}
-    ids["spino.prefect_root_flow_run_id"] = getattr(flow_run, "root_flow_run_id", None)
-    return {k: str(v) for k, v in ids.items() if v}
-
-
-def lineage_tags(cwd: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Tags that say where a run came from: git commit, DVC experiment, Prefect flow run.
-
-    Call it for any run (stage runs get it from :func:`stage_run`; the parent pipeline run
-    should set it too: ``mlflow.set_tags(lineage_tags())``).
-    """
-    tags: dict[str, str] = {}
-    git = _git_state(str(Path(cwd or os.getcwd()).resolve()))
-    if git is not None:
-        commit, dirty = git
-        tags |= {"mlflow.source.git.commit": commit, "spino.git_commit": commit}
-        tags["spino.git_dirty"] = str(dirty).lower()
-    for env, tag in _DVC_ENV_TAGS:
-        if os.environ.get(env):
-            tags[tag] = os.environ[env]
-    return tags | _prefect_ids()
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _parent_run_id(experiment_id: str) -> str | None:
     """Parent for a stage run started outside a pipeline run (see the module docstring)."""
     if os.environ.get(PARENT_RUN_ENV):
         return os.environ[PARENT_RUN_ENV]
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    if not exp_name:
-        return None
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        query = f"tags.`spino.dvc_exp_name` = '{exp_name}'"
+        if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+            query += f" and tags.`spino.dvc_exp_baseline_rev` = '{baseline}'"
+        return _group_run(experiment_id, query, f"dvc-exp {exp_name}", {})
+    if repro := dvc_repro_process():
+        key, command = repro
+        tags = {REPRO_TAG: key, "spino.command": command[:500]}
+        return _group_run(
+            experiment_id, f"tags.`{REPRO_TAG}` = '{key}'", f"repro {_utc_now()}", tags
+        )
+    return None
+
+
+def _group_run(experiment_id: str, query: str, name: str, tags: dict[str, str]) -> str:
+    """The parent run matching ``query``, else a new one named ``name``: a label for the
+    group (terminated at once); the stage runs of one experiment or repro are its children."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    query = f"tags.`spino.dvc_exp_name` = '{exp_name}' and tags.`spino.stage` = 'pipeline'"
-    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
-        query += f" and tags.`spino.dvc_exp_baseline_rev` = '{baseline}'"
+    query += f" and tags.`spino.stage` = '{PIPELINE_STAGE}'"
     found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
-    tags = {k: v for k, v in lineage_tags().items() if not k.startswith("spino.prefect")}
-    run = client.create_run(
-        experiment_id, run_name=f"dvc-exp {exp_name}", tags=tags | {"spino.stage": "pipeline"}
-    )
-    client.set_terminated(run.info.run_id)  # a label for the group; the stages are its children
+    lineage = {k: v for k, v in lineage_tags().items() if not k.startswith("spino.prefect")}
+    tags = lineage | tags | {"spino.stage": PIPELINE_STAGE}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    client.set_terminated(run.info.run_id)
     return run.info.run_id
-
-
-PIPELINE_STAGE = "pipeline"  # the ``spino.stage`` tag of a parent run
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def pipeline_run_name() -> str:
@@ -453,14 +286,6 @@ def command_run(params: str | os.PathLike[str], command: Sequence[str]) -> Itera
             client.set_terminated(run_id, status=status)
         else:
             client.delete_run(run_id)
-
-
-def pseudo_labels_digest(pseudo_dir: str | os.PathLike[str]) -> str | None:
-    """SHA-256 of a pseudo-label folder's ``panoptic.json`` (which lists every segment)."""
-    path = Path(pseudo_dir) / "panoptic.json"
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def find_pseudo_label_run(cfg: SpinoConfig) -> str | None:

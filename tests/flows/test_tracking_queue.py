@@ -117,3 +117,39 @@ def test_queued_experiments_land_in_the_projects_mlflow_db(
     versions = client.search_model_versions("name='spino-student'")
     assert {v.run_id for v in versions} == set(evaluated.values())
     assert len(list((repo / "mlartifacts").rglob("MLmodel"))) == 2  # outlive the temp copies
+
+
+def test_the_stages_of_a_plain_dvc_repro_share_one_parent_run(
+    tracked_repo: Path, prefect_harness: None
+) -> None:
+    """No wrapper: each stage is its own process; they find their parent run by the
+    ``dvc repro`` process they share. A second repro is a second parent."""
+    import mlflow
+
+    repo = tracked_repo
+    _run(["dvc", "repro", "synth"], repo)
+    _run(["dvc", "repro", "split"], repo)  # synth is current: only split runs
+    (repo / "params.yaml").write_text(
+        (repo / "params.yaml").read_text().replace("n_train: 6", "n_train: 5")
+    )
+    _run(["dvc", "repro", "split"], repo)  # both rerun, in one repro
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("spino")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    parents = [r for r in runs if r.data.tags["spino.stage"] == "pipeline"]
+    assert [p.data.tags["spino.command"] for p in parents] == [
+        "dvc repro synth",
+        "dvc repro split",
+        "dvc repro split",
+    ]
+    assert all(p.info.run_name.startswith("repro ") for p in parents)
+    children = [
+        sorted(
+            r.data.tags["spino.stage"]
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == p.info.run_id
+        )
+        for p in parents
+    ]
+    assert children == [["synth"], ["split"], ["split", "synth"]]

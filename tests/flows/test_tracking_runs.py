@@ -61,7 +61,7 @@ def test_a_clean_checkout_stays_clean_while_dvc_writes_its_lock_and_metrics(
 ) -> None:
     """``dvc repro`` rewrites dvc.lock after each stage and the git-tracked metrics files
     (``cache: false`` outputs): neither makes the checkout's code differ from its commit."""
-    from flows.tracking import lineage_tags
+    from flows.lineage import lineage_tags
 
     repo = tmp_path / "clone"
     (repo / "flows").mkdir(parents=True)
