@@ -354,6 +354,9 @@ def _prepare(
     """Everything before the command's first call to the Prefect API (its imports, checks
     and output locks, while the server boots); returns that call."""
     if args.command == "with-prefect":
+        from flows.tracking import command_run
+
+        stack.enter_context(command_run("params.yaml", args.cmd))  # dvc repro: one parent run
         return functools.partial(_with_prefect, args.cmd, server)
     if args.command == "serve":
         from flows.serve import serve

@@ -39,7 +39,7 @@ from flows.dvc_state import (
 )
 from flows.run_labels import pipeline_flow_run_name, run_tags, tag_flow_run
 from flows.stage_records import STAGE_NAMES, stage
-from flows.tracking import check_tracking, lineage_tags
+from flows.tracking import pipeline_run, pipeline_run_name
 from spino_core.config import SpinoConfig, load_config
 from spino_core.errors import ConfigError
 
@@ -145,15 +145,9 @@ def run_with_outputs_locked(**parameters: Any) -> dict[str, Any]:
 def _run_pipeline(
     params: str, overrides: list[str], cfg: SpinoConfig, names: list[str], use_cache: bool
 ) -> dict[str, Any]:
-    mlflow_run = None
-    if not cfg.mlflow.enabled:
+    with pipeline_run(cfg.mlflow, pipeline_run_name()) as mlflow_run:
         results, skipped = _run_stages(params, overrides, names, use_cache)
-    else:
-        check_tracking(cfg.mlflow)
-        mlflow.set_experiment(cfg.mlflow.experiment)
-        with mlflow.start_run(run_name="pipeline", tags=lineage_tags()) as run:
-            mlflow_run = (run.info.experiment_id, run.info.run_id)
-            results, skipped = _run_stages(params, overrides, names, use_cache)
+        if mlflow_run is not None:
             mlflow.set_tag("spino.skipped_stages", ",".join(skipped) or "-")
     summary = _with_skipped_metrics(results, skipped, cfg)
     publish_pipeline_artifacts(summary, cfg, mlflow_run=mlflow_run)

@@ -1,30 +1,39 @@
-"""MLflow tracking for stage flows: one run per stage, nested under a pipeline run.
+"""MLflow tracking for stage flows: one run per stage, nested under one parent run.
 
 The tracking URI comes from params (a local SQLite file by default, because the model
 registry needs a database). It is checked when a flow starts, so a wrong URI or an
-unwritable directory fails before any work, not after an hour of it.
+unwritable directory fails before any work, not after an hour of it. Relative locations
+mean the project's, also in the temporary copy where DVC runs a queued experiment
+(:func:`project_location`).
 
-Lineage: every run carries the git commit of the checkout (``mlflow.source.git.commit``,
-``spino.git_commit``, ``spino.git_dirty``), the DVC experiment (``spino.dvc_exp_name``,
-``spino.dvc_exp_baseline_rev``: DVC sets ``DVC_EXP_NAME`` / ``DVC_EXP_BASELINE_REV`` for the
-stages of ``dvc exp run``) and the Prefect flow run (``spino.prefect_flow_run_id``,
-``spino.prefect_root_flow_run_id``). A stage run started outside a pipeline run is nested
-under ``SPINO_MLFLOW_PARENT_RUN_ID`` when set, else, under ``dvc exp run``, under one parent
-run per DVC experiment (found or created by name), so the 7 stage runs of an experiment
-hang together as they do under ``spino pipeline``.
+Lineage (:mod:`flows.lineage`): every run carries the git commit of the checkout, the DVC
+experiment, the Prefect flow run, and the data it read as dataset inputs.
+
+Parent runs (``spino.stage`` = ``pipeline``), one per run of the pipeline, named after it:
+
+- ``spino pipeline`` / a deployment run: ``pipeline <flow run name>``, the stages nested
+  in-process (:func:`pipeline_run`);
+- ``spino with-prefect dvc repro``: ``repro <UTC time>``, created before ``dvc repro``
+  starts and handed to its stage processes through ``SPINO_MLFLOW_PARENT_RUN_ID``
+  (:func:`command_run`); any caller may set that variable;
+- ``dvc exp run`` (also queued): ``dvc-exp <experiment name>``, found or created by the
+  stages from ``DVC_EXP_NAME`` / ``DVC_EXP_BASELINE_REV``;
+- plain ``dvc repro``: ``repro <UTC time>``, found or created by the stages from the
+  ``dvc repro`` process they share (:func:`flows.lineage.dvc_repro_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
+import datetime
 import os
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flows.dvc_state import stage_sections
+from flows.lineage import dvc_repro_process, lineage_tags, pseudo_labels_digest, stage_datasets
 from spino_core.atomic import write_json_atomic
 from spino_core.config import MlflowConfig, SpinoConfig
 from spino_core.errors import ConfigError
@@ -52,10 +61,51 @@ def flatten_params(cfg: SpinoConfig, sections: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI's experiment type
+EXPERIMENT_KIND = "custom_model_development"  # "machine learning", not GenAI (traces)
+
+
+def project_location(location: str) -> str:
+    """``location`` moved from a DVC experiment's temporary workspace into the project.
+
+    ``dvc exp run --queue`` / ``--temp`` run the stages in a copy of the repository under
+    ``<project>/.dvc/tmp/exps/`` that DVC deletes afterwards, and set ``DVC_ROOT`` to the
+    project (the parent repository). Params resolve a relative ``sqlite:///mlflow.db`` or
+    ``mlartifacts`` against the copy's ``params.yaml``; the runs and model versions belong
+    to the project, so the same relative place in the project is meant. Outside such a copy
+    (``dvc repro``, ``dvc exp run``, ``spino``) the location is returned unchanged.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if not root or "://" in location:
+        return location
+    dvc_dir, path = Path(root) / ".dvc", Path(location)
+    if not path.is_absolute() or not path.is_relative_to(dvc_dir):
+        return location
+    for copy in path.parents:  # the workspace copy: the folder holding its own .dvc/
+        if copy == dvc_dir or not copy.is_relative_to(dvc_dir):
+            break
+        if (copy / ".dvc").is_dir():
+            return str(Path(root) / path.relative_to(copy))
+    return location
+
+
+def tracking_config(cfg: MlflowConfig) -> MlflowConfig:
+    """``cfg`` with its SQLite database and artifact folder in the project
+    (:func:`project_location`): what every MLflow call of a stage uses."""
+    uri, prefix = cfg.tracking_uri, "sqlite:///"
+    if uri.startswith(prefix):
+        uri = prefix + project_location(uri[len(prefix) :])
+    artifacts = project_location(cfg.artifact_location)
+    if (uri, artifacts) == (cfg.tracking_uri, cfg.artifact_location):
+        return cfg
+    return dataclasses.replace(cfg, tracking_uri=uri, artifact_location=artifacts)
+
+
 def check_tracking(cfg: MlflowConfig) -> None:
     """Fail early on an unusable tracking location; create the database once (no races)."""
     if not cfg.enabled:
         return
+    cfg = tracking_config(cfg)
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
@@ -80,14 +130,28 @@ def check_tracking(cfg: MlflowConfig) -> None:
 
 
 def _experiment_id(cfg: MlflowConfig) -> str:
+    """The experiment's id, created if missing; sets the process's tracking URI.
+
+    The experiment is typed as a classic ML one (:data:`EXPERIMENT_KIND_TAG`), also when
+    an existing experiment lacks the tag: untyped, the MLflow UI opens it in GenAI mode.
+    """
     import mlflow
 
+    cfg = tracking_config(cfg)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     try:
         exp = mlflow.get_experiment_by_name(cfg.experiment)
-        if exp is not None:
-            return exp.experiment_id
-        return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+        if exp is None:
+            return mlflow.create_experiment(
+                cfg.experiment,
+                artifact_location=cfg.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older version, or by hand
+            mlflow.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
+        return exp.experiment_id
     except Exception as exc:  # mlflow raises many types for an unreachable store
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
@@ -98,89 +162,130 @@ def _experiment_id(cfg: MlflowConfig) -> str:
 RESOLVED_CONFIG = "resolved_config.json"
 PARENT_RUN_ENV = "SPINO_MLFLOW_PARENT_RUN_ID"
 PSEUDO_LABELS_TAG = "spino.pseudo_labels_sha256"
-_DVC_ENV_TAGS = (
-    ("DVC_EXP_NAME", "spino.dvc_exp_name"),
-    ("DVC_EXP_BASELINE_REV", "spino.dvc_exp_baseline_rev"),
-)
+REPRO_TAG = "spino.dvc_repro"  # the dvc repro process whose stages a parent run groups
+PIPELINE_STAGE = "pipeline"  # the ``spino.stage`` tag of a parent run
 
 
-def _git_state(cwd: str) -> tuple[str, bool] | None:
-    """(commit, dirty) of the checkout at ``cwd``; None outside a git repository.
-
-    Asked per run (two git calls, milliseconds), not cached: ``spino serve`` runs for days.
-    """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit, dirty
-
-
-def _prefect_ids() -> dict[str, str]:
-    try:
-        from prefect.runtime import flow_run
-    except ImportError:
-        return {}
-    ids = {"spino.prefect_flow_run_id": flow_run.id}
-    ids["spino.prefect_root_flow_run_id"] = getattr(flow_run, "root_flow_run_id", None)
-    return {k: str(v) for k, v in ids.items() if v}
-
-
-def lineage_tags(cwd: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Tags that say where a run came from: git commit, DVC experiment, Prefect flow run.
-
-    Call it for any run (stage runs get it from :func:`stage_run`; the parent pipeline run
-    should set it too: ``mlflow.set_tags(lineage_tags())``).
-    """
-    tags: dict[str, str] = {}
-    git = _git_state(str(Path(cwd or os.getcwd()).resolve()))
-    if git is not None:
-        commit, dirty = git
-        tags |= {"mlflow.source.git.commit": commit, "spino.git_commit": commit}
-        tags["spino.git_dirty"] = str(dirty).lower()
-    for env, tag in _DVC_ENV_TAGS:
-        if os.environ.get(env):
-            tags[tag] = os.environ[env]
-    return tags | _prefect_ids()
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _parent_run_id(experiment_id: str) -> str | None:
     """Parent for a stage run started outside a pipeline run (see the module docstring)."""
     if os.environ.get(PARENT_RUN_ENV):
         return os.environ[PARENT_RUN_ENV]
-    exp_name = os.environ.get("DVC_EXP_NAME")
-    if not exp_name:
-        return None
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        query = f"tags.`spino.dvc_exp_name` = '{exp_name}'"
+        if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+            query += f" and tags.`spino.dvc_exp_baseline_rev` = '{baseline}'"
+        return _group_run(experiment_id, query, f"dvc-exp {exp_name}", {})
+    if repro := dvc_repro_process():
+        key, command = repro
+        tags = {REPRO_TAG: key, "spino.command": command[:500]}
+        return _group_run(
+            experiment_id, f"tags.`{REPRO_TAG}` = '{key}'", f"repro {_utc_now()}", tags
+        )
+    return None
+
+
+def _group_run(experiment_id: str, query: str, name: str, tags: dict[str, str]) -> str:
+    """The parent run matching ``query``, else a new one named ``name``: a label for the
+    group (terminated at once); the stage runs of one experiment or repro are its children."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    query = f"tags.`spino.dvc_exp_name` = '{exp_name}' and tags.`spino.stage` = 'pipeline'"
-    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
-        query += f" and tags.`spino.dvc_exp_baseline_rev` = '{baseline}'"
+    query += f" and tags.`spino.stage` = '{PIPELINE_STAGE}'"
     found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
-    tags = {k: v for k, v in lineage_tags().items() if not k.startswith("spino.prefect")}
-    run = client.create_run(
-        experiment_id, run_name=f"dvc-exp {exp_name}", tags=tags | {"spino.stage": "pipeline"}
-    )
-    client.set_terminated(run.info.run_id)  # a label for the group; the stages are its children
+    lineage = {k: v for k, v in lineage_tags().items() if not k.startswith("spino.prefect")}
+    tags = lineage | tags | {"spino.stage": PIPELINE_STAGE}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
-def pseudo_labels_digest(pseudo_dir: str | os.PathLike[str]) -> str | None:
-    """SHA-256 of a pseudo-label folder's ``panoptic.json`` (which lists every segment)."""
-    path = Path(pseudo_dir) / "panoptic.json"
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def pipeline_run_name() -> str:
+    """``pipeline <Prefect flow run name>`` (the name the Prefect UI shows for the same
+    run), or ``pipeline <UTC time>`` outside a flow run."""
+    try:
+        from prefect.runtime import flow_run
+
+        name = flow_run.name
+    except ImportError:
+        name = None
+    return f"{PIPELINE_STAGE} {name or _utc_now()}"
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: MlflowConfig, name: str) -> Iterator[tuple[str, str] | None]:
+    """The parent MLflow run of a pipeline run, active while the stages run in-process (they
+    nest under it); yields (experiment id, run id), or None when MLflow is off."""
+    if not cfg.enabled:
+        yield None
+        return
+    import mlflow
+
+    check_tracking(cfg)
+    experiment_id = _experiment_id(cfg)
+    tags = lineage_tags() | {"spino.stage": PIPELINE_STAGE}
+    with mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags) as run:
+        yield experiment_id, run.info.run_id
+
+
+def _is_repro(command: Sequence[str]) -> bool:
+    words = [Path(command[0]).name, *command[1:]] if command else []
+    return words[:2] == ["dvc", "repro"]
+
+
+@contextlib.contextmanager
+def command_run(params: str | os.PathLike[str], command: Sequence[str]) -> Iterator[str | None]:
+    """One parent MLflow run for the stage processes of ``spino with-prefect dvc repro``.
+
+    ``dvc repro`` starts each stage as its own process, so nothing in-process can group
+    them: the parent run is created here, before the command, and handed to the stages
+    through ``SPINO_MLFLOW_PARENT_RUN_ID`` (:func:`stage_run` reads it). Named
+    ``repro <UTC time>``; it ends FINISHED, or FAILED when the command failed, and is
+    deleted again when no stage ran (everything up to date: no empty groups). Other
+    commands (``dvc exp run`` groups by experiment itself), MLflow off, or params that do
+    not load (the stages report those): no parent run; yields its id or None.
+    """
+    from spino_core.config import load_config
+
+    try:
+        cfg = load_config(params).mlflow if _is_repro(command) else None
+    except ConfigError:
+        cfg = None
+    if cfg is None or not cfg.enabled or os.environ.get(PARENT_RUN_ENV):
+        yield None
+        return
+    import mlflow
+
+    check_tracking(cfg)
+    client = mlflow.MlflowClient()
+    experiment_id = _experiment_id(cfg)
+    tags = lineage_tags() | {
+        "spino.stage": PIPELINE_STAGE,
+        "spino.command": " ".join(command)[:500],
+    }
+    run_id = client.create_run(experiment_id, run_name=f"repro {_utc_now()}", tags=tags).info.run_id
+    os.environ[PARENT_RUN_ENV] = run_id
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        raise
+    finally:
+        os.environ.pop(PARENT_RUN_ENV, None)
+        children = client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1
+        )
+        if children:
+            client.set_terminated(run_id, status=status)
+        else:
+            client.delete_run(run_id)
 
 
 def find_pseudo_label_run(cfg: SpinoConfig) -> str | None:
@@ -235,6 +340,8 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
     ) as run:
         params = {k: str(v)[:500] for k, v in flatten_params(cfg, sections).items()}
         mlflow.log_params(params)
+        for dataset, context in stage_datasets(cfg, stage):
+            mlflow.log_input(dataset, context=context)
         mlflow.log_dict(cfg.to_dict(), f"config/{RESOLVED_CONFIG}")
         yield run
         save_resolved_config(cfg, stage, out_dir)

@@ -32,7 +32,7 @@ def test_pipeline_flow_runs_stages_with_nested_mlflow_runs(
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("spino")
     runs = client.search_runs([exp.experiment_id])
-    by_name = {r.info.run_name: r for r in runs}
+    by_name = {r.data.tags["spino.stage"]: r for r in runs}
     stages = (
         "synth",
         "split",
