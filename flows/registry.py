@@ -385,11 +385,12 @@ def version_description(
 
     backbone, student, classes = read_student_record(student_dir)
     record = json.loads((Path(student_dir) / CONFIG).read_text(encoding="utf-8"))
-    fingerprint = str(record.get("backbone_fingerprint") or "unknown")
+    # "<model name>@sha256:<hex>" over the backbone's tensors: which weights, exactly
+    fingerprint = str(record.get("backbone_fingerprint") or "unknown").rpartition("@")[2]
     measured = "no PQ (evaluated without a val set)" if pq is None else f"PQ {100 * pq:.2f} %"
     lines = [
         f"{measured} on the val set (metric {PQ_METRIC} of the version's run, full precision).",
-        f"Backbone: {backbone.name}, weights {backbone.weights} (fingerprint {fingerprint[:16]}), "
+        f"Backbone: {backbone.name}, weights {backbone.weights} ({fingerprint}), "
         f"blocks {list(backbone.blocks)}; student input {student.input_height}x"
         f"{student.input_width}; {len(classes.classes)} classes.",
         *(f"{key}: {value}." for key, value in lineage.items()),
