@@ -100,9 +100,19 @@ def evaluate(r: Result, paths: Any) -> str:
         f"{rel(Path(paths.metrics) / 'student.json')}"
     )
     reg = r.get("registry")
-    if reg:
-        verdict = "promoted" if reg["promoted"] else f"champion stays v{reg['champion_version']}"
-        again = "" if reg.get("registered", True) else ", identical model already registered"
-        again += ", without a PQ" if reg.get("pq", 0) is None else ""
-        line += f"; MLflow {reg['name']} v{reg['version']} ({verdict}{again})"
-    return line
+    if not reg:
+        return line
+    verdict = "promoted" if reg["promoted"] else f"champion stays v{reg['champion_version']}"
+    if reg.get("version") is None:  # not better than the champion: logged, not registered
+        champ = reg.get("champion_version")
+        why = (
+            "no PQ to compare: no val set"
+            if reg.get("pq", 0) is None
+            else f"PQ not above champion v{champ}"
+        )
+        where = f", logged as {reg['model_uri']}" if reg.get("model_uri") else ""
+        return f"{line}; MLflow {reg['name']}: not registered ({why}){where}"
+    again = "" if reg.get("registered", True) else ", identical model already registered"
+    again += ", without a PQ" if reg.get("pq", 0) is None else ""
+    again += "".join(f"; repaired: {r}" for r in reg.get("repaired") or [])
+    return f"{line}; MLflow {reg['name']} v{reg['version']} ({verdict}{again})"

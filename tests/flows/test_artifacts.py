@@ -27,10 +27,13 @@ RESULTS = {
     | {
         "registry": {
             "name": "spino-student",
-            "version": 2,
+            "version": None,  # worse than the champion: logged on its run, not registered
             "promoted": False,
             "champion_version": 1,
-            "registered": True,
+            "registered": False,
+            "pq": 0.1134,
+            "model_uri": "runs:/abc/student",
+            "repaired": [],
         }
     },
 }
@@ -57,8 +60,8 @@ def test_every_stage_prints_its_headline_and_output_paths(
         "spino train-student: 3 steps (resumed from step 0), final loss 1.2346 -> "
         "models/student, metrics/student_train.json",
         "spino evaluate: student PQ 11.3% (things 5.0%, stuff 17.1%), mIoU 42.0% -> "
-        "reports/student/index.html, metrics/student.json; MLflow spino-student v2 "
-        "(champion stays v1)",
+        "reports/student/index.html, metrics/student.json; MLflow spino-student: not "
+        "registered (PQ not above champion v1), logged as runs:/abc/student",
     ]
 
 
@@ -133,3 +136,40 @@ def test_a_stage_headline_is_its_records(
     monkeypatch.setattr(stage_records, "STAGES", (*STAGES, toy))
     finish_stage("toy-stage", load_config(tiny_params(tmp_path)), {"n": 3})
     assert capsys.readouterr().out == "spino toy-stage: 3 toys -> student\n"
+
+
+@pytest.mark.parametrize(
+    ("registry", "says"),
+    [
+        (
+            {"version": 2, "promoted": True, "champion_version": 2, "registered": True},
+            "MLflow spino-student v2 (promoted)",
+        ),
+        (
+            {"version": 1, "promoted": False, "champion_version": 1, "registered": False},
+            "MLflow spino-student v1 (champion stays v1, identical model already registered)",
+        ),
+        (
+            {
+                "version": 3,
+                "promoted": True,
+                "champion_version": 3,
+                "registered": True,
+                "repaired": ["deleted half-registered version 2"],
+            },
+            "MLflow spino-student v3 (promoted; repaired: deleted half-registered version 2)",
+        ),
+    ],
+)
+def test_the_evaluate_line_says_what_the_registry_did(
+    tmp_path: Path,
+    tiny_params: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    registry: dict,
+    says: str,
+) -> None:
+    """A worse student is no version any more (issue 27/28): the line must not say 'vNone'."""
+    cfg = load_config(tiny_params(tmp_path))
+    finish_stage("evaluate", cfg, PANOPTIC | {"registry": {"name": "spino-student", **registry}})
+    line = capsys.readouterr().out
+    assert says in line and "None" not in line
