@@ -153,3 +153,25 @@ def test_the_stages_of_a_plain_dvc_repro_share_one_parent_run(
         for p in parents
     ]
     assert children == [["synth"], ["split"], ["split", "synth"]]
+
+
+def test_spino_with_prefect_dvc_repro_hands_its_parent_run_to_the_stages(
+    tracked_repo: Path, prefect_harness: None
+) -> None:
+    import mlflow
+
+    repo = tracked_repo
+    _run(["spino", "with-prefect", "dvc", "repro", "split"], repo)
+    _run(["spino", "with-prefect", "dvc", "repro", "split"], repo)  # up to date: no parent
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("spino")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["spino.stage"] == "pipeline"]
+    assert parent.info.run_name.startswith("repro ")
+    assert parent.data.tags["spino.command"] == "dvc repro split"
+    assert parent.info.status == "FINISHED"
+    assert "spino.dvc_repro" not in parent.data.tags  # made by the wrapper, not a stage
+    children = {r.data.tags["spino.stage"]: r for r in runs if r is not parent}
+    assert sorted(children) == ["split", "synth"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
