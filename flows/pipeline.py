@@ -122,6 +122,9 @@ def pipeline_flow(
             output_locks.lock_outputs(cfg, names, stack)
         if overrides and root is not None:
             write_overrides(params, overrides)  # what `dvc exp run -S` does
+            get_run_logger().info(
+                "overrides %s written into %s (as `dvc exp run -S`)", " ".join(overrides), params
+            )
             overrides = []
         shared = [t for t in run_tags("pipeline", cfg, experiment) if t != "stage:pipeline"]
         with tags(*shared):  # the stage runs carry the commit and the experiment too
