@@ -78,7 +78,11 @@ def test_shards_label_with_the_plan_not_with_heads_replaced_meanwhile(
     for name in ("semantic.pt", "boundary.pt"):  # heads that record no weights fingerprint
         payload = read_checkpoint(old_heads / name, fmt="spino-heads/1", what="heads", fix="-")
         write_checkpoint(old_heads / name, payload | {"backbone_fingerprint": None})
-    elsewhere = replace(cfg, paths=replace(cfg.paths, pseudo=str(tmp_path / "pseudo2")))
+    elsewhere = replace(
+        cfg,
+        paths=replace(cfg.paths, pseudo=str(tmp_path / "pseudo2")),
+        pseudo_label=replace(cfg.pseudo_label, boundary_threshold=0.5),  # no calibration now
+    )
     with pytest.raises(SpinoError, match="records no backbone weights fingerprint"):
         pseudo_label.plan_pseudo_labels(elsewhere)  # before the claim: nothing written
     assert not (tmp_path / "pseudo2" / "config.json").exists()
