@@ -27,7 +27,7 @@ from spino_core.devices import lease_device, resolve_device, resolve_precision
 from spino_core.errors import SpinoError
 from spino_core.inference.calibration import calibrated_threshold
 from spino_core.inference.predictor import load_predictor
-from spino_core.models.backbone import DinoBackbone
+from spino_core.models.backbone import DinoBackbone, check_fingerprint
 from spino_core.models.heads_io import LoadedHeads, load_heads
 from spino_core.pseudo.generate import ManifestRow, finalize, label_shard, plan_shards
 from spino_core.pseudo.guard import claim_for_heads, heads_checksum
@@ -78,7 +78,10 @@ def _read_heads(cfg: SpinoConfig) -> tuple[str, LoadedHeads]:
     """The heads' checksum and the heads it is of (read between two equal checksums).
 
     Name, blocks and classes are checked here; the weights fingerprint by each shard
-    against the backbone it builds (:func:`load_predictor`)."""
+    against the backbone it builds (:func:`load_predictor`), before it labels an image.
+    (A mismatch found there leaves ``config.json`` claimed with the heads' weights: fixing
+    ``backbone.weights`` resumes; other heads need the folder emptied, as its message says;
+    ``dvc repro`` empties it anyway.)"""
     where = cfg.paths.heads
     before = heads_checksum(where)
     heads = load_heads(
@@ -91,6 +94,8 @@ def _read_heads(cfg: SpinoConfig) -> tuple[str, LoadedHeads]:
             f"{where}: heads were trained on blocks {heads.blocks}, but backbone.blocks is "
             f"{list(cfg.backbone.blocks)}; retrain the heads or set backbone.blocks to match"
         )
+    if not heads.backbone_fingerprint:  # refused before the claim, as a mismatch would be
+        check_fingerprint(None, "", f"{where} (heads)")
     if heads_checksum(where) != before:
         raise SpinoError(f"{where}: the heads changed while being read; rerun pseudo-label")
     return before, heads

@@ -14,9 +14,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from spino_core.checkpoints import read_checkpoint, write_checkpoint
 from spino_core.config import load_config
 from spino_core.config_sections import PseudoLabelConfig
 from spino_core.data.synth import generate_synthetic_dataset
+from spino_core.errors import SpinoError
 from spino_core.inference.calibration import CALIBRATION_FILE, calibrated_threshold
 from spino_core.pseudo.guard import heads_checksum
 from spino_core.stages import pseudo_label
@@ -70,6 +74,19 @@ def test_shards_label_with_the_plan_not_with_heads_replaced_meanwhile(
 
     assert [r.stem for r in rows] == plan.shards[1] and not any(r.resumed for r in rows)
     assert _labels(pseudo) == undisturbed  # the plan's heads and threshold, not the new ones
+    old_heads = Path(cfg.paths.heads)
+    for name in ("semantic.pt", "boundary.pt"):  # heads that record no weights fingerprint
+        payload = read_checkpoint(old_heads / name, fmt="spino-heads/1", what="heads", fix="-")
+        write_checkpoint(old_heads / name, payload | {"backbone_fingerprint": None})
+    elsewhere = replace(
+        cfg,
+        paths=replace(cfg.paths, pseudo=str(tmp_path / "pseudo2")),
+        pseudo_label=replace(cfg.pseudo_label, boundary_threshold=0.5),  # no calibration now
+    )
+    with pytest.raises(SpinoError, match="records no backbone weights fingerprint"):
+        pseudo_label.plan_pseudo_labels(elsewhere)  # before the claim: nothing written
+    assert not (tmp_path / "pseudo2" / "config.json").exists()
+
     shutil.rmtree(cfg.paths.heads)  # nor any file of the heads folder
     (pseudo / "segments" / f"{plan.shards[1][0]}.json").unlink()
     assert pseudo_label.label_one_shard(1, plan, cfg)[0].status == "ok"
