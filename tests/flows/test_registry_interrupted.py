@@ -11,48 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from spino_core.config import BackboneConfig, StudentConfig
+from tests.flows.test_registry import _register, _students, _tracking
 
 pytestmark = pytest.mark.slow
-
-BACKBONE = BackboneConfig(name="vit_small_patch14_dinov2.lvd142m", weights="random")
-STUDENT = StudentConfig(
-    input_height=28, input_width=56, adapter_channels=16, decoder_channels=16, stuff_area=4
-)
-
-
-def _students(tmp_path: Path, n: int) -> list[Path]:
-    """``n`` students with different weights."""
-    import torch
-
-    from spino_core.models.student import create_student
-    from spino_core.models.student_io import save_student
-
-    dirs = []
-    for i in range(n):
-        model = create_student(BACKBONE, STUDENT)
-        with torch.no_grad():
-            next(model.heads.parameters()).add_(0.01 * i)
-        save_student(tmp_path / f"student{i}", model, BACKBONE, STUDENT)
-        dirs.append(tmp_path / f"student{i}")
-    return dirs
-
-
-def _register(student_dir: Path, pq: float, **kw) -> dict:
-    import mlflow
-
-    from flows.registry import register_student
-
-    with mlflow.start_run():
-        mlflow.log_metric("all_pq", pq)  # as the evaluate stage logs it (full precision)
-        return register_student(str(student_dir), pq, **kw)
-
-
-def _tracking(tmp_path: Path) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("registry-test")
 
 
 def _lock_after_version_created(
