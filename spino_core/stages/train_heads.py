@@ -49,7 +49,10 @@ def train_label_heads(cfg: SpinoConfig, *, backbone: DinoBackbone | None = None)
         void_mask=mask,
         classes=train.classes,
     )
-    save_heads(heads_dir, result, cfg.to_dict())
+    recorded = cfg.to_dict()
+    for key in ("val_split", "val"):  # scored on, not trained on: a val change keeps the bytes
+        recorded["data"].pop(key, None)
+    save_heads(heads_dir, result, recorded)
     record_mask(heads_dir, mask)  # the pseudo-label stage takes it from here
 
     preview = heads_preview(
