@@ -66,7 +66,8 @@ def test_spino_serve_leaves_a_prefect_deploy_deployment_untouched(
     params = tiny_params(tmp_path, mlflow={"enabled": False})
     # what `prefect deploy --all` makes from prefect.yaml: a work-pool deployment
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name="spino-pool", type="process"))
+        # overwrite: another test of this worker's Prefect server may have made it already
+        client.create_work_pool(WorkPoolCreate(name="spino-pool", type="process"), overwrite=True)
         flow_id = client.create_flow_from_name("spino-pipeline")
         deploy_id = client.create_deployment(
             flow_id,

@@ -54,7 +54,8 @@ def tracked_repo(tmp_path: Path) -> Path:
             shutil.copy2(REPO / rel, dst / rel)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     for section, values in yaml.safe_load(TINY.read_text()).items():
-        params[section].update(values)
+        if isinstance(values, dict):  # not `defaults:` (params.yaml holds every key)
+            params[section].update(values)
     params["split"]["k"] = 2
     params["mlflow"].update(
         tracking_uri="sqlite:///mlflow.db", artifact_location="mlartifacts", enabled=True

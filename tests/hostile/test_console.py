@@ -96,14 +96,13 @@ def test_a_stage_prints_no_library_chatter(tiny_params, tmp_path: Path) -> None:
 def test_registering_the_student_prints_no_mlflow_warnings() -> None:
     """Console audit (issue 26): `spino evaluate` printed MLflow's advice to its own
     developers: a yellow "UserWarning: Add type hints to the `predict` method" (when
-    flows.registry defines the pyfunc class), "WARNING mlflow.pyfunc: Passing a Python object
-    as `python_model` ... CloudPickle" and "INFO mlflow.pyfunc: Validating input example"
-    (log_model). Real problems from that logger still show."""
+    flows.registry defines the pyfunc class) and "INFO mlflow.pyfunc: Validating input
+    example" (log_model). Real problems from that logger still show. (The CloudPickle warning
+    is not filtered but no longer caused: the pyfunc is a model from code;
+    tests/flows/test_registry_warnings.py registers and loads one and checks.)"""
     code = (
         "import logging; from flows.console import quiet_libraries; quiet_libraries(); "
         "import flows.registry; log = logging.getLogger('mlflow.pyfunc'); "
-        "log.warning('Passing a Python object as `python_model` causes it to be serialized "
-        "using CloudPickle, it requires exercising caution'); "
         "log.info('Validating input example against model signature'); "
         "log.warning('a real problem')"
     )
@@ -117,6 +116,6 @@ def test_registering_the_student_prints_no_mlflow_warnings() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    for chatter in ("Add type hints", "CloudPickle", "Validating input example"):
+    for chatter in ("Add type hints", "Validating input example"):
         assert chatter not in out, out[-3000:]
     assert "a real problem" in out, out[-3000:]
