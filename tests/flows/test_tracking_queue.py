@@ -116,7 +116,9 @@ def test_queued_experiments_land_in_the_projects_mlflow_db(
         assert "evaluate" in stages, (name, sorted(stages))
         evaluated[name] = stages["evaluate"].info.run_id
     versions = client.search_model_versions("name='spino-student'")
-    assert {v.run_id for v in versions} == set(evaluated.values())
+    # only a new champion becomes a version (flows/registry.py); the other is logged on its run
+    registered = {v.run_id for v in versions}
+    assert registered and registered <= set(evaluated.values())
     assert len(list((repo / "mlartifacts").rglob("MLmodel"))) == 2  # outlive the temp copies
 
 
