@@ -148,7 +148,13 @@ def stage_datasets(cfg: SpinoConfig, stage: str) -> list[tuple[Any, str]]:
     if not stages:  # a params file without dvc.yaml beside it: this code's own
         stages = _dvc_project(CODE_ROOT)[0]
     deps = (stages.get(stage) or {}).get("deps") or []
-    read = {m.group(1) for d in deps if (m := re.fullmatch(r"\$\{\s*paths\.(\w+)\s*\}", str(d)))}
+    read: dict[str, set[str] | None] = {}  # paths key -> the files it names (None: all)
+    for dep in deps:
+        m = re.fullmatch(r"\$\{\s*paths\.(\w+)\s*\}(?:/(.+))?", str(dep).strip())
+        if m and m.group(2) is None:
+            read[m.group(1)] = None
+        elif m and read.get(m.group(1), set()) is not None:
+            read.setdefault(m.group(1), set()).add(m.group(2))  # e.g. ${paths.split}/val.txt
     found: list[tuple[Any, str]] = []
 
     def add(name: str, path: Path, digest: str, context: str) -> None:
@@ -158,7 +164,8 @@ def stage_datasets(cfg: SpinoConfig, stage: str) -> list[tuple[Any, str]]:
     if "raw" in read and raw.is_dir():
         add(f"images ({cfg.data.layout})", raw, _folder_digest(raw), "images")
     if "split" in read:
-        for path in sorted(split.glob("*.txt")):  # labelled, unlabelled, val
+        lists = sorted(split.glob("*.txt"))  # labelled, unlabelled, val
+        for path in [p for p in lists if read["split"] is None or p.name in read["split"]]:
             name = path.stem
             if path.is_file():
                 add(f"split {name}", path, _short_sha256(path.read_bytes()), name)

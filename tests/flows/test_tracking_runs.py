@@ -140,12 +140,19 @@ def test_every_stage_run_logs_the_params_and_data_it_reads(
         if stage != "synth":  # every other stage reads the images
             assert "images (cityscapes)" in inputs, (stage, sorted(inputs))
             assert len(inputs["images (cityscapes)"].dataset.digest) == 32
-    heads_inputs = {
-        d.dataset.name: d.dataset.digest
-        for d in client.get_run(run_ids["train_heads"]).inputs.dataset_inputs
-    }
-    assert {"split labelled", "split unlabelled", "split val"} <= set(heads_inputs)
+
+    def inputs_of(stage: str) -> dict[str, str]:
+        return {
+            d.dataset.name: d.dataset.digest
+            for d in client.get_run(run_ids[stage]).inputs.dataset_inputs
+        }
+
+    # the split lists each stage's dvc.yaml deps name (${paths.split}/<list>.txt), no others
+    heads_inputs = inputs_of("train_heads")
+    assert {n for n in heads_inputs if n.startswith("split ")} == {"split labelled", "split val"}
     assert len(set(heads_inputs.values())) == len(heads_inputs)  # one digest per list
+    pseudo_lists = {n for n in inputs_of("pseudo_label") if n.startswith("split ")}
+    assert pseudo_lists == {"split unlabelled"}
 
 
 @pytest.mark.slow
