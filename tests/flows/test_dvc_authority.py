@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from project_copy import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,7 @@ OUTPUT_OF = {  # a file each stage writes
 
 def _clone(dst: Path, tiny: dict) -> Path:
     """The committed project files at ``dst`` with a tiny params.yaml, as a fresh git repo."""
-    files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dst / rel)
+    copy_project(dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     for section in ("synth", "split", "heads", "pseudo_label", "student"):
         params[section].update(tiny[section])

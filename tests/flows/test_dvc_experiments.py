@@ -7,13 +7,13 @@ from an unfinished checkpoint (the student folder is a ``persist: true`` output)
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from project_copy import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +35,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 @pytest.fixture
 def tiny_repo(tmp_path: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    dst = tmp_path / "repo"
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dst / rel)
+    dst = copy_project(tmp_path / "repo")
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["synth"].update(n_train=5, n_val=2, height=96, width=192)
     params["split"].update(k=2, strategy="coverage")

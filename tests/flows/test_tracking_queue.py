@@ -7,7 +7,6 @@ of every queued experiment vanish with the copy.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from project_copy import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +44,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 def tracked_repo(tmp_path: Path) -> Path:
     """A git + DVC copy of the project with the tiny config and MLflow on, as shipped:
     ``sqlite:///mlflow.db`` and ``mlartifacts``, both relative to params.yaml."""
-    files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    dst = tmp_path / "repo"
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dst / rel)
+    dst = copy_project(tmp_path / "repo")
     params = yaml.safe_load((dst / "params.yaml").read_text())
     for section, values in yaml.safe_load(TINY.read_text()).items():
         if isinstance(values, dict):  # not `defaults:` (params.yaml holds every key)
