@@ -101,10 +101,11 @@ def tracking_config(cfg: MlflowConfig) -> MlflowConfig:
     return dataclasses.replace(cfg, tracking_uri=uri, artifact_location=artifacts)
 
 
-def check_tracking(cfg: MlflowConfig) -> None:
-    """Fail early on an unusable tracking location; create the database once (no races)."""
+def check_tracking(cfg: MlflowConfig) -> str | None:
+    """Fail early on an unusable tracking location; create the database once (no races).
+    Returns the experiment's id (None when tracking is off)."""
     if not cfg.enabled:
-        return
+        return None
     cfg = tracking_config(cfg)
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///"):
@@ -126,7 +127,7 @@ def check_tracking(cfg: MlflowConfig) -> None:
             f"params: mlflow.tracking_uri: unsupported URI {uri!r}; use sqlite:///path.db "
             "or an http(s) tracking server"
         )
-    _experiment_id(cfg)
+    return _experiment_id(cfg)
 
 
 def _experiment_id(cfg: MlflowConfig) -> str:
@@ -226,8 +227,7 @@ def pipeline_run(cfg: MlflowConfig, name: str) -> Iterator[tuple[str, str] | Non
         return
     import mlflow
 
-    check_tracking(cfg)
-    experiment_id = _experiment_id(cfg)
+    experiment_id = check_tracking(cfg)
     tags = lineage_tags() | {"spino.stage": PIPELINE_STAGE}
     with mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags) as run:
         yield experiment_id, run.info.run_id
@@ -261,9 +261,8 @@ def command_run(params: str | os.PathLike[str], command: Sequence[str]) -> Itera
         return
     import mlflow
 
-    check_tracking(cfg)
+    experiment_id = check_tracking(cfg)
     client = mlflow.MlflowClient()
-    experiment_id = _experiment_id(cfg)
     tags = lineage_tags() | {
         "spino.stage": PIPELINE_STAGE,
         "spino.command": " ".join(command)[:500],
@@ -327,8 +326,7 @@ def stage_run(cfg: SpinoConfig, stage: str, out_dir: str | os.PathLike[str]) -> 
         return
     import mlflow
 
-    check_tracking(cfg.mlflow)
-    experiment_id = _experiment_id(cfg.mlflow)
+    experiment_id = check_tracking(cfg.mlflow)
     nested = mlflow.active_run() is not None
     sections = stage_sections(stage, Path(cfg.base_dir) / "params.yaml")
     tags = {"spino.stage": stage, **lineage_tags()}
