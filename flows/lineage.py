@@ -21,6 +21,7 @@ import yaml
 from flows.dvc_state import CODE_ROOT
 from spino_core.config import SpinoConfig
 from spino_core.ownership import RESOLVED_CONFIG
+from spino_core.pseudo.files import PANOPTIC_JSON
 
 _DVC_ENV_TAGS = (
     ("DVC_EXP_NAME", "spino.dvc_exp_name"),
@@ -214,7 +215,7 @@ def lineage_tags(cwd: str | os.PathLike[str] | None = None) -> dict[str, str]:
 
 def pseudo_labels_digest(pseudo_dir: str | os.PathLike[str]) -> str | None:
     """SHA-256 of a pseudo-label folder's ``panoptic.json`` (which lists every segment)."""
-    path = Path(pseudo_dir) / "panoptic.json"
+    path = Path(pseudo_dir) / PANOPTIC_JSON
     if not path.is_file():
         return None
     return hashlib.sha256(path.read_bytes()).hexdigest()
