@@ -285,7 +285,7 @@ class _Accumulator:
         y0, y1, x0, x1 = box
         view = self.bnd_sum[y0:y1, x0:x1]
         if fresh:
-            _resize_into(view, bnd, cv2.INTER_AREA if _shrinks(bnd, view) else cv2.INTER_LINEAR)
+            _resize_into(view, bnd, _interpolation(bnd.shape, view.shape))
             _scale_fresh(view, weight)
         else:
             _accumulate(view, _resize(bnd, view.shape), weight)
@@ -326,9 +326,12 @@ def _argmax_max(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return semantic, confidence
 
 
-def _shrinks(arr: np.ndarray, view: np.ndarray) -> bool:
-    """Whether resizing ``arr`` onto ``view`` shrinks both sides (area averaging) or not."""
-    return view.shape[0] <= arr.shape[0] and view.shape[1] <= arr.shape[1]
+def _interpolation(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> int:
+    """The one resize rule here: area averaging when (h, w) shrinks on both sides, bilinear
+    otherwise (shapes: (h, w, ...)). Area averaging keeps probabilities (and thin
+    structures) from aliasing when shrinking."""
+    shrinks = dst_shape[0] <= src_shape[0] and dst_shape[1] <= src_shape[1]
+    return cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
 
 
 def _resize_into(view: np.ndarray, arr: np.ndarray, interpolation: int) -> None:
@@ -382,7 +385,7 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == (h, w):
         return arr
     arr = np.ascontiguousarray(arr)
-    if not (h <= arr.shape[0] and w <= arr.shape[1]):
+    if _interpolation(arr.shape, size) == cv2.INTER_LINEAR:
         return cv2.resize(arr, (w, h), interpolation=cv2.INTER_LINEAR)
     if arr.ndim == 2 or arr.shape[2] <= 4:
         return cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
@@ -419,10 +422,9 @@ def _accumulate_planes(
     """
     k, h, w = planes.shape
     out_h, out_w = view.shape[:2]
-    if k <= 4 or (h, w) == (out_h, out_w) or not (out_h <= h and out_w <= w):
+    if k <= 4 or (h, w) == (out_h, out_w) or _interpolation((h, w), view.shape) != cv2.INTER_AREA:
         if fresh:  # what _resize picks here: area to shrink (then k <= 4), else bilinear
-            interpolation = cv2.INTER_AREA if _shrinks(planes[0], view) else cv2.INTER_LINEAR
-            _resize_into(view, _interleave(planes), interpolation)
+            _resize_into(view, _interleave(planes), _interpolation((h, w), view.shape))
             _scale_fresh(view, weight)
             return
         hwk = _resize(_interleave(planes), (out_h, out_w))
